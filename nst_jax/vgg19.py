@@ -1,0 +1,152 @@
+"""VGG19 feature extractor (Simonyan & Zisserman 2014) as a Flax linen module.
+
+Describes architecture only: no IO, no weights. Layers carry Caffe-style
+names (``conv1_1`` ... ``conv5_4``, ``relu1_1`` ..., ``pool1`` ... ``pool5``)
+so the parameter tree keys are the names used throughout nst_jax. Inputs are
+BGR, 0-255 scale, minus the mean pixel (see ``nst_jax.images.to_vgg``).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# Convolutions per block (VGG19: 2, 2, 4, 4, 4) and their output channels.
+_BLOCKS = ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))
+
+
+def _layer_table() -> tuple[list[str], dict[str, tuple[int, int]]]:
+    names, convs, c_in = [], {}, 3
+    for b, (n_convs, c_out) in enumerate(_BLOCKS, start=1):
+        for i in range(1, n_convs + 1):
+            convs[f"conv{b}_{i}"] = (c_in, c_out)
+            names += [f"conv{b}_{i}", f"relu{b}_{i}"]
+            c_in = c_out
+        names.append(f"pool{b}")
+    return names, convs
+
+
+#: Every layer name in forward order.
+LAYERS, _CONVS = _layer_table()
+#: conv name -> (input channels, output channels), in forward order.
+CONV_CHANNELS: dict[str, tuple[int, int]] = dict(_CONVS)
+#: The 16 conv layers in forward order.
+CONV_LAYERS: tuple[str, ...] = tuple(CONV_CHANNELS)
+#: Total parameters of the 16 convs (kernels + biases).
+NUM_PARAMS = sum(9 * i * o + o for i, o in CONV_CHANNELS.values())
+#: Spatial downsampling factor at the output of each layer.
+STRIDE = {}
+_s = 1
+for _name in LAYERS:
+    if _name.startswith("pool"):
+        _s *= 2
+    STRIDE[_name] = _s
+del _s, _name
+
+POOLINGS = ("max", "avg")
+
+
+def check_layers(layers: Iterable[str]) -> tuple[str, ...]:
+    """Validates layer names; returns them as a tuple in the given order.
+
+    Raises:
+      ValueError: an unknown or repeated name (message lists valid names).
+    """
+    layers = tuple(layers)
+    unknown = [l for l in layers if l not in STRIDE]
+    if unknown:
+        raise ValueError(
+            f"unknown VGG19 layer(s) {unknown}; valid names are "
+            f"conv1_1..conv5_4, relu1_1..relu5_4, pool1..pool5")
+    dupes = sorted({l for l in layers if layers.count(l) > 1})
+    if dupes:
+        raise ValueError(f"layer(s) listed more than once: {dupes}")
+    return layers
+
+
+def deepest(layers: Iterable[str]) -> str:
+    """The layer furthest along the network among ``layers``."""
+    return max(layers, key=LAYERS.index)
+
+
+class VGG19(nn.Module):
+    """VGG19 convolutional trunk returning the requested activations.
+
+    Attributes:
+      layers: names to return; the network stops after the deepest one.
+      pooling: "max" (the original network) or "avg" (Gatys et al. 2016 found
+        average pooling gives slightly smoother results).
+      dtype: compute dtype (bfloat16 on accelerators); outputs are float32.
+      param_dtype: parameter storage dtype.
+    """
+
+    layers: Sequence[str]
+    pooling: str = "max"
+    dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x_NxHxWx3: jax.Array) -> dict[str, jax.Array]:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, "
+                             f"got {self.pooling!r}")
+        wanted = set(check_layers(self.layers))
+        stop = LAYERS.index(deepest(wanted))
+        x = x_NxHxWx3.astype(self.dtype)
+        out = {}
+        for name in LAYERS[:stop + 1]:
+            if name.startswith("conv"):
+                x = nn.Conv(CONV_CHANNELS[name][1], (3, 3), padding=1,
+                            dtype=self.dtype, param_dtype=self.param_dtype,
+                            name=name)(x)
+            elif name.startswith("relu"):
+                x = nn.relu(x)
+            elif self.pooling == "max":
+                x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+            else:
+                x = nn.avg_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+            if name in wanted:
+                out[name] = x.astype(jnp.float32)
+        return out
+
+
+def param_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
+    """Expected {conv: {"kernel": HWIO, "bias": (O,)}} for all 16 convs."""
+    return {n: {"kernel": (3, 3, i, o), "bias": (o,)}
+            for n, (i, o) in CONV_CHANNELS.items()}
+
+
+def extract(params, images_bgr_nhwc: jax.Array, layers: Sequence[str],
+            pooling: str = "max", dtype: jnp.dtype = jnp.float32
+            ) -> dict[str, jax.Array]:
+    """Runs VGG19 up to the deepest of ``layers``.
+
+    Args:
+      params: {conv name: {"kernel", "bias"}} as returned by
+        ``nst_jax.weights.load_vgg19_params`` (convs past the deepest layer
+        may be present and are ignored).
+      images_bgr_nhwc: float array (N, H, W, 3), BGR minus the mean pixel.
+      layers: layer names to return.
+      pooling: "max" or "avg".
+      dtype: compute dtype.
+
+    Returns:
+      {name: activation (N, h, w, C) float32} for every requested name.
+    """
+    model = VGG19(layers=tuple(layers), pooling=pooling, dtype=dtype)
+    return model.apply({"params": params}, images_bgr_nhwc)
+
+
+def random_params(seed: int = 0, scale: float = 1.0):
+    """He-initialised parameters for all 16 convs (tests, benchmarks)."""
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(CONV_CHANNELS))
+    params = {}
+    for k, (name, (i, o)) in zip(keys, CONV_CHANNELS.items()):
+        std = scale * (2.0 / (9 * i)) ** 0.5
+        params[name] = {
+            "kernel": std * jax.random.normal(k, (3, 3, i, o), jnp.float32),
+            "bias": jnp.zeros((o,), jnp.float32)}
+    return params
