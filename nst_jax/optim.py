@@ -1,0 +1,72 @@
+"""Optimisers chosen by name: config.optim -> optax.GradientTransformation.
+
+The learning rate may be a traced array (a sweep member's value), so the
+transformation is built inside the jitted step; its state layout does not
+depend on the value, only on the name.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def schedule(kind: str, learning_rate, steps: int,
+             decay_rate: float = 0.1) -> Callable[[jax.Array], jax.Array]:
+    """Learning rate as a function of the step count.
+
+    Args:
+      kind: "constant", "cosine" (to 0 at ``steps``) or "exponential"
+        (multiplied by ``decay_rate`` over ``steps``).
+      learning_rate: peak value; a Python float or a traced scalar.
+      steps: steps in the run (the horizon of the decaying schedules).
+      decay_rate: final multiplier of the exponential schedule.
+    """
+    if kind == "constant":
+        return lambda count: learning_rate * jnp.ones((), jnp.float32)
+    if kind == "cosine":
+        def cosine(count):
+            frac = jnp.minimum(count / max(steps, 1), 1.0)
+            return learning_rate * 0.5 * (1 + jnp.cos(jnp.pi * frac))
+        return cosine
+    if kind == "exponential":
+        return lambda count: learning_rate * decay_rate ** (
+            count / max(steps, 1))
+    raise ValueError(f"unknown schedule {kind!r}")
+
+
+def make(name: str, learning_rate, *, steps: int, schedule_kind: str =
+         "constant", decay_rate: float = 0.1, memory_size: int = 10
+         ) -> optax.GradientTransformationExtraArgs:
+    """Builds the optimiser.
+
+    Args:
+      name: "adam", "sgd" or "lbfgs". L-BFGS (Gatys et al.'s choice) uses
+        optax's zoom line search, which picks the step length; its updates
+        need ``value``, ``grad`` and ``value_fn`` (see ``stylize``). The
+        learning rate then only scales the search direction's first guess.
+      learning_rate: float or traced scalar.
+      steps, schedule_kind, decay_rate: the learning-rate schedule.
+      memory_size: L-BFGS history length.
+    """
+    lr = schedule(schedule_kind, learning_rate, steps, decay_rate)
+    if name == "adam":
+        return optax.chain(optax.scale_by_adam(),
+                           optax.scale_by_learning_rate(lr))
+    if name == "sgd":
+        return optax.chain(optax.scale_by_learning_rate(lr))
+    if name == "lbfgs":
+        return optax.lbfgs(
+            learning_rate=None if schedule_kind == "constant" else lr,
+            memory_size=memory_size,
+            linesearch=optax.scale_by_zoom_linesearch(
+                max_linesearch_steps=15, initial_guess_strategy="one"))
+    raise ValueError(f"unknown optimiser {name!r}; use adam, lbfgs or sgd")
+
+
+def needs_value_fn(name: str) -> bool:
+    """True for optimisers whose update needs value, grad and value_fn."""
+    return name == "lbfgs"
