@@ -241,6 +241,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
             vgg19.check_layers((c.portrait.align_layer,))
         except ValueError as e:
             raise UserError(f"portrait layers: {e}") from None
+        missing = [l for l in c.portrait.layers
+                   if l not in c.loss.content_layers]
+        if missing:
+            raise UserError(f"portrait.layers {missing} are not content "
+                            "layers; add them to loss.content_layers (the "
+                            "gain maps modulate content targets)")
         if not 0 < c.portrait.g_min <= c.portrait.g_max:
             raise UserError("portrait gain clamp needs 0 < g_min <= g_max")
 

@@ -1,0 +1,86 @@
+"""Config contract: presets load, replay round-trips, bad values refused."""
+
+import importlib.util
+import json
+import os
+
+import ml_collections
+import pytest
+
+from nst_jax import config as cfg
+from nst_jax.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_preset(name, arg=None):
+    path = os.path.join(ROOT, "configs", f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"cfg_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.get_config(arg) if arg is not None else mod.get_config()
+
+
+@pytest.mark.parametrize("name", ["default", "seed_paper", "portrait",
+                                  "tiny"])
+def test_presets_validate_and_are_locked(name):
+    c = load_preset(name)
+    cfg.validate(c)
+    with pytest.raises(AttributeError):
+        c.loss.styel_weight = 1.0  # A typo must not create a field.
+
+
+def test_seed_paper_layers_are_the_counted_convs():
+    c = load_preset("seed_paper")
+    assert c.loss.content_layers == ("relu1_2", "relu2_2", "relu3_3")
+    assert c.loss.style_layers == ("relu1_2", "relu2_2", "relu4_2",
+                                   "relu5_1")
+
+
+def test_json_round_trip_is_exact():
+    c = load_preset("portrait")
+    c2 = cfg.from_json(cfg.to_json(c))
+    assert c2.to_dict() == c.to_dict()
+    assert isinstance(c2.loss.style_layers, tuple)
+    json.loads(cfg.to_json(c))  # JSON-native.
+
+
+def test_from_dict_rejects_unknown_fields():
+    d = cfg.to_dict(cfg.base())
+    d["loss"]["alpah"] = 1
+    with pytest.raises(UserError, match="alpah"):
+        cfg.from_dict(d)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("loss.style_layers", ("relu9_9",), "unknown VGG19 layer"),
+    ("loss.style_layers", ("relu1_1", "relu1_1"), "more than once"),
+    ("loss.content_layers", (), "empty"),
+    ("loss.style_weight", -1.0, "finite number >= 0"),
+    ("loss.content_weight", float("nan"), "finite number >= 0"),
+    ("loss.style_layer_weights", (1.0, 2.0), "one weight per layer"),
+    ("optim.name", "adamw", "optim.name must be one of"),
+    ("init", "zeros", "init must be one of"),
+    ("color.preserve", "grey", "color.preserve"),
+    ("size", 4, "sizes must be integers >= 16"),
+    ("optim.ema_decay", 1.0, "ema_decay"),
+    ("style_blend", (1.0, 1.0), "style_blend has 2 weights"),
+])
+def test_validate_names_the_bad_field(field, value, match):
+    c = cfg.base()
+    node, key = c, field
+    if "." in field:
+        sect, key = field.split(".")
+        node = c[sect]
+    node[key] = value
+    with pytest.raises(UserError, match=match):
+        cfg.validate(c)
+
+
+def test_scales():
+    c = cfg.base()
+    c.multiscale.sizes = (64, 128)
+    c.optim.steps = 7
+    assert cfg.scales(c) == [(64, 7), (128, 7)]
+    c.multiscale.steps = (3, 2)
+    assert cfg.scales(c) == [(64, 3), (128, 2)]
