@@ -48,6 +48,61 @@ del _s, _name
 
 POOLINGS = ("max", "avg")
 
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), ((1, 1), (1, 1)),
+                                        dimension_numbers=_DN)
+
+
+@jax.custom_vjp
+def conv3x3(x_NxHxWxI: jax.Array, kernel_3x3xIxO: jax.Array) -> jax.Array:
+    """3x3 convolution, stride 1, zero padding 1 ("same").
+
+    Its input gradient is written as a plain forward convolution with the
+    flipped, transposed kernel. XLA:CPU runs the transposed convolution that
+    autodiff emits about 8x slower inside a loop body (lax.scan) than this
+    equivalent forward one (jax 0.10.2, 2-core x86: 168 ms vs 17 ms for a
+    1x256x256x64 -> 64 conv), and the optimisation loop is a scan.
+    """
+    return _conv(x_NxHxWxI, kernel_3x3xIxO)
+
+
+def _conv_fwd(x, kernel):
+    return _conv(x, kernel), (x, kernel)
+
+
+def _conv_bwd(res, g):
+    x, kernel = res
+    k_t = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+    dx = _conv(g, k_t)
+    # The kernel gradient is only computed if someone asks for it (XLA
+    # removes it as dead code when only the image gradient is used).
+    dk = jax.vjp(lambda k: _conv(x, k), kernel)[1](g)[0]
+    return dx, dk
+
+
+conv3x3.defvjp(_conv_fwd, _conv_bwd)
+
+
+class Conv3x3(nn.Module):
+    """Conv layer with Flax's parameter names ("kernel" HWIO, "bias")."""
+
+    features: int
+    dtype: jnp.dtype = jnp.float32
+    param_dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (3, 3, x.shape[-1], self.features),
+                            self.param_dtype)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,),
+                          self.param_dtype)
+        y = conv3x3(x.astype(self.dtype), kernel.astype(self.dtype))
+        return y + bias.astype(self.dtype)
+
 
 def check_layers(layers: Iterable[str]) -> tuple[str, ...]:
     """Validates layer names; returns them as a tuple in the given order.
@@ -99,9 +154,8 @@ class VGG19(nn.Module):
         out = {}
         for name in LAYERS[:stop + 1]:
             if name.startswith("conv"):
-                x = nn.Conv(CONV_CHANNELS[name][1], (3, 3), padding=1,
-                            dtype=self.dtype, param_dtype=self.param_dtype,
-                            name=name)(x)
+                x = Conv3x3(CONV_CHANNELS[name][1], dtype=self.dtype,
+                            param_dtype=self.param_dtype, name=name)(x)
             elif name.startswith("relu"):
                 x = nn.relu(x)
             elif self.pooling == "max":

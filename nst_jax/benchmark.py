@@ -1,0 +1,178 @@
+"""Speed and memory of the stylization step: what scripts/benchmark.py runs.
+
+For each (size, optimiser, batch): compile time, median milliseconds per step
+over timed chunks after a warm-up chunk, achieved GFLOP/s from the analytic
+conv FLOPs of one forward plus one input-gradient pass, and, measured in the
+same process, the plain 3x3-conv GFLOP/s of the same layer shapes run alone.
+Their ratio says how close the whole step (ReLU, pooling, Grams, optimiser,
+scan) comes to the machine's conv throughput. FLOPs count one evaluation per
+step, so for L-BFGS, whose line search may try more than one point, the
+figure is a lower bound. Random weights: speed does not depend on values.
+"""
+
+from __future__ import annotations
+
+import functools
+import resource
+import statistics
+import time
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nst_jax import config as cfg
+from nst_jax import stylize, vgg19
+
+
+def conv_shapes(h: int, w: int, deepest: str) -> list[tuple[int, int, int,
+                                                            int]]:
+    """(H, W, C_in, C_out) of every conv up to ``deepest`` for an HxW input."""
+    shapes = []
+    for name in vgg19.LAYERS[:vgg19.LAYERS.index(deepest) + 1]:
+        if name.startswith("pool"):
+            h, w = h // 2, w // 2
+        elif name.startswith("conv"):
+            shapes.append((h, w) + vgg19.CONV_CHANNELS[name])
+    return shapes
+
+
+def step_flops(h: int, w: int, deepest: str) -> float:
+    """Conv FLOPs of one loss evaluation plus its gradient w.r.t. the image.
+
+    Forward 2*H*W*9*Cin*Cout per conv; the input gradient is a transposed
+    conv of the same size. No weight gradients are taken.
+    """
+    fwd = sum(2.0 * a * b * 9 * ci * co for a, b, ci, co in
+              conv_shapes(h, w, deepest))
+    return 2.0 * fwd
+
+
+def _median_seconds(fn, *args, repeats: int) -> float:
+    jax.block_until_ready(fn(*args))  # Compile and warm up.
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def plain_conv_gflops(h: int, w: int, deepest: str, batch: int = 1,
+                      repeats: int = 5, dtype=jnp.float32) -> float:
+    """Throughput of each layer's 3x3 conv run alone, pooled over layers."""
+    total_flops = total_s = 0.0
+    key = jax.random.PRNGKey(0)
+    seen = {}
+    for a, b, ci, co in conv_shapes(h, w, deepest):
+        if (a, b, ci, co) not in seen:
+            x = jax.random.normal(key, (batch, a, b, ci), dtype)
+            k = jax.random.normal(key, (3, 3, ci, co), dtype)
+            conv = jax.jit(functools.partial(
+                jax.lax.conv_general_dilated, window_strides=(1, 1),
+                padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+            seen[(a, b, ci, co)] = _median_seconds(conv, x, k,
+                                                   repeats=repeats)
+        total_s += seen[(a, b, ci, co)]
+        total_flops += 2.0 * batch * a * b * 9 * ci * co
+    return total_flops / total_s / 1e9
+
+
+def _config(size: int, optimiser: str) -> "cfg.ml_collections.ConfigDict":
+    c = cfg.base()
+    c.size = size
+    c.optim.name = optimiser
+    c.optim.learning_rate = 1.0 if optimiser == "lbfgs" else 2.0
+    return c
+
+
+def bench_step(size: int, optimiser: str, batch: int, steps: int = 20,
+               chunk: int = 5, dtype: str = "float32", params=None) -> dict:
+    """Times the compiled chunk for one setting (square size x size image)."""
+    c = _config(size, optimiser)
+    c.model.dtype = dtype
+    params = params if params is not None else vgg19.random_params(0)
+    static = stylize.static_from_config(c, steps)
+    rng = np.random.RandomState(0)
+    content = rng.uniform(0, 255, (size, size, 3)).astype(np.float32)
+    style = rng.uniform(0, 255, (size, size, 3)).astype(np.float32)
+    targets = stylize.compute_targets(params, static.spec, content, [style])
+    hp1 = jax.tree_util.tree_map(jnp.asarray,
+                                 stylize.hparams_from_config(c, 1))
+    hp = jax.tree_util.tree_map(lambda a: jnp.stack([a] * batch), hp1)
+    image0 = stylize.init_image("content", hp1, content)
+    init = jax.vmap(lambda h: stylize.init_state(static, image0, h))
+    run = jax.jit(jax.vmap(functools.partial(stylize.run_chunk, static, chunk),
+                           in_axes=(0, None, None, 0, None)),
+                  donate_argnums=(0,))
+    state = init(hp)
+    n = jnp.int32(chunk)
+    t = time.perf_counter()
+    compiled = run.lower(state, params, targets, hp, n).compile()
+    compile_s = time.perf_counter() - t
+    state, *_ = compiled(state, params, targets, hp, n)  # Warm-up chunk.
+    jax.block_until_ready(state)
+    per_step = []
+    for _ in range(max(1, -(-steps // chunk))):
+        t = time.perf_counter()
+        state, losses_T, _, _ = compiled(state, params, targets, hp, n)
+        jax.block_until_ready(losses_T)
+        per_step.append((time.perf_counter() - t) / chunk)
+    ms = 1e3 * statistics.median(per_step)
+    deepest = vgg19.deepest(static.spec.layers)
+    flops = batch * step_flops(size, size, deepest)
+    return {
+        "size": size, "optimiser": optimiser, "batch": batch, "dtype": dtype,
+        "compile_s": round(compile_s, 3), "ms_per_step": round(ms, 2),
+        "steps_timed": len(per_step) * chunk,
+        "gflop_per_step": round(flops / 1e9, 2),
+        "achieved_gflops": round(flops / (ms / 1e3) / 1e9, 2),
+    }
+
+
+def peak_memory() -> dict:
+    """Peak host RSS (MiB) and, on accelerators, device peak bytes."""
+    out = {"host_peak_rss_mib": round(
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    try:
+        stats = jax.devices()[0].memory_stats() or {}
+        if "peak_bytes_in_use" in stats:
+            out["device_peak_mib"] = round(stats["peak_bytes_in_use"] / 2**20,
+                                           1)
+    except Exception:  # CPU backends have no memory_stats.
+        pass
+    return out
+
+
+def run(sizes: Sequence[int] = (256, 512), optimisers=("adam", "lbfgs"),
+        batches=(1, 8), steps: int = 20, chunk: int = 5,
+        dtype: str = "float32", log=None) -> dict:
+    """Every combination; returns {"device", "rows", "plain_conv", ...}."""
+    rows, plain = [], {}
+    deepest = vgg19.deepest(cfg.base().loss.style_layers
+                            + cfg.base().loss.content_layers)
+    for size in sizes:
+        for batch in batches:
+            key = f"{size}x{batch}"
+            plain[key] = round(plain_conv_gflops(size, size, deepest, batch),
+                               2)
+            for opt in optimisers:
+                r = bench_step(size, opt, batch, steps, chunk, dtype)
+                r["plain_conv_gflops"] = plain[key]
+                r["ratio_to_plain_conv"] = round(
+                    r["achieved_gflops"] / plain[key], 3)
+                rows.append(r)
+                if log:
+                    log(r)
+    return {"device": str(jax.devices()[0]), "backend": jax.default_backend(),
+            "jax": jax.__version__, "rows": rows, "memory": peak_memory()}
+
+
+def table(result: dict) -> str:
+    cols = ["size", "optimiser", "batch", "dtype", "compile_s", "ms_per_step",
+            "achieved_gflops", "plain_conv_gflops", "ratio_to_plain_conv"]
+    lines = [" | ".join(cols), " | ".join("---" for _ in cols)]
+    for r in result["rows"]:
+        lines.append(" | ".join(str(r[c]) for c in cols))
+    return "\n".join(lines)
