@@ -86,6 +86,21 @@ def _conv_bwd(res, g):
 conv3x3.defvjp(_conv_fwd, _conv_bwd)
 
 
+def pool2x2(x_NxHxWxC: jax.Array, kind: str = "max") -> jax.Array:
+    """2x2 pooling, stride 2, odd sizes floored (as Caffe's VGG with VALID).
+
+    Written as a reshape and a reduction rather than a reduce_window: the
+    gradient of max reduce_window is select_and_scatter, which XLA:CPU runs
+    ~6x slower than the reduction's gradient (47 ms vs 7 ms on a
+    1x256x256x64 map). At exact ties the gradient is shared among the tied
+    inputs instead of given to the first; the forward values are identical.
+    """
+    n, h, w, c = x_NxHxWxC.shape
+    x = x_NxHxWxC[:, :h // 2 * 2, :w // 2 * 2]
+    x = x.reshape(n, h // 2, 2, w // 2, 2, c)
+    return x.max(axis=(2, 4)) if kind == "max" else x.mean(axis=(2, 4))
+
+
 class Conv3x3(nn.Module):
     """Conv layer with Flax's parameter names ("kernel" HWIO, "bias")."""
 
@@ -158,10 +173,8 @@ class VGG19(nn.Module):
                             param_dtype=self.param_dtype, name=name)(x)
             elif name.startswith("relu"):
                 x = nn.relu(x)
-            elif self.pooling == "max":
-                x = nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
             else:
-                x = nn.avg_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+                x = pool2x2(x, self.pooling)
             if name in wanted:
                 out[name] = x.astype(jnp.float32)
         return out
