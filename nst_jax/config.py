@@ -57,10 +57,12 @@ def base() -> ml_collections.ConfigDict:
                            "relu5_1")
     c.loss.content_layer_weights = ()  # Per content layer; () = all 1.
     c.loss.style_layer_weights = ()  # Per style layer; () = all 1.
-    # alpha and beta of the paper. Content MSE of relu features is ~1e2 and
-    # Gram MSE (Gram / (H*W)) ~1e4 at the start, hence these magnitudes.
+    # alpha and beta of the paper. With these weights (real VGG19, 256 px,
+    # Starry Night on the astronaut) the weighted style term starts ~100x the
+    # content term and ends comparable to it; 1e-2 paints over the face, 1e-4
+    # barely changes the photo.
     c.loss.content_weight = 1.0
-    c.loss.style_weight = 1e-2
+    c.loss.style_weight = 1e-3
     c.loss.tv_weight = 1e-3  # Total variation (mean squared neighbour diff).
 
     c.optim = ml_collections.ConfigDict()

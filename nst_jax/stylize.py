@@ -318,9 +318,10 @@ def stylize(config: ml_collections.ConfigDict, *, vgg_params=None,
     Raises:
       UserError: bad input. NonFiniteLoss: the loss diverged.
     """
-    from nst_jax import config as cfg, inputs, weights
+    from nst_jax import config as cfg, inputs
     cfg.validate(config)
     if vgg_params is None:
+        from nst_jax import weights
         vgg_params = weights.load_vgg19_params(config.model.weights or None)
     plan = cfg.scales(config)
     total = sum(n for _, n in plan)
