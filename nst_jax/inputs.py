@@ -64,6 +64,16 @@ def min_side(config: ml_collections.ConfigDict) -> int:
     return vgg19.STRIDE[vgg19.deepest(layers)]
 
 
+def _check_mask_aspect(mask: str, content: str, max_pixels: int) -> None:
+    """A mask must have the content's aspect ratio (it is resized to it)."""
+    mh, mw = images.load(mask, max_pixels=max_pixels).shape[:2]
+    ch, cw = images.load(content, max_pixels=max_pixels).shape[:2]
+    if abs(mw / mh - cw / ch) > 0.02 * (cw / ch):
+        raise UserError(f"mask {mask} is {mw}x{mh} but the content image "
+                        f"is {cw}x{ch}; a mask must have the content's "
+                        "shape (any scale)")
+
+
 def prepare(config: ml_collections.ConfigDict, size: int) -> ScaleInputs:
     """Loads and preprocesses every image for one scale (long side size)."""
     need = min_side(config)
@@ -89,6 +99,8 @@ def prepare(config: ml_collections.ConfigDict, size: int) -> ScaleInputs:
                   for s in styles]
     masks = None
     if config.masks:
+        for p in config.masks:
+            _check_mask_aspect(p, content_path(config), config.max_pixels)
         masks = np.stack([images.load_mask(p, (h, w)) for p in config.masks])
         if np.any(masks.sum(axis=(1, 2)) == 0):
             raise UserError("a style mask is empty (all black); each mask "

@@ -73,9 +73,32 @@ def preflight(config: ml_collections.ConfigDict, workdir: str) -> None:
                             "image file")
     if config.resume:
         runs.load_checkpoint(config.resume)
+        _check_resume_config(config)
     # Decode every image once at the first scale so a bad file fails here,
     # before a run directory exists.
     inputs.prepare(config, cfg.scales(config)[0][0])
+
+
+def _check_resume_config(config: ml_collections.ConfigDict) -> None:
+    """A resumed run must continue the same computation."""
+    import json
+    path = os.path.join(config.resume, "config.json")
+    try:
+        with open(path) as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        raise UserError(f"cannot read {path}; resume needs the run "
+                        "directory of an earlier run") from None
+    new = cfg.to_dict(config)
+    old.pop("resume", None)
+    new.pop("resume", None)
+    if old != new:
+        diff = sorted(k for k in set(old) | set(new)
+                      if old.get(k) != new.get(k))
+        raise UserError(
+            f"config differs from {path} in {diff}; resume with "
+            f"--config=configs/replay.py:{config.resume} "
+            f"--config.resume={config.resume}")
 
 
 def execute(config: ml_collections.ConfigDict, workdir: Optional[str] = None,
