@@ -1,0 +1,68 @@
+"""The benchmark runs (tiny sizes) and bfloat16 compute stays close."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from nst_jax import benchmark, losses, stylize, vgg19
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_flop_count_matches_hand_count():
+    # conv1_1 and conv1_2 on a 4x4 image: 2*16*9*(3*64 + 64*64), x2 for the
+    # input gradient.
+    assert benchmark.step_flops(4, 4, "relu1_2") == 2 * 2 * 16 * 9 * (
+        3 * 64 + 64 * 64)
+
+
+def test_bench_step_and_table_run_at_tiny_size():
+    r = benchmark.bench_step(32, "adam", batch=2, steps=2, chunk=1)
+    assert r["ms_per_step"] > 0 and r["achieved_gflops"] > 0
+    assert r["steps_timed"] == 2 and r["batch"] == 2
+    r = benchmark.bench_step(32, "lbfgs", batch=1, steps=1, chunk=1)
+    assert r["ms_per_step"] > 0
+    assert benchmark.plain_conv_gflops(16, 16, "relu2_1", repeats=1) > 0
+    table = benchmark.table({"rows": [dict(r, plain_conv_gflops=1.0,
+                                           ratio_to_plain_conv=0.5)]})
+    assert "lbfgs" in table.splitlines()[2]
+
+
+def test_script_writes_json(tmp_path):
+    out = tmp_path / "b.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"),
+         "--sizes=32", "--optimisers=adam", "--batches=1", "--steps=1",
+         "--chunk=1", f"--out={out}"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert out.exists() and "ratio_to_plain_conv" in proc.stdout
+
+
+def test_bfloat16_loss_within_tolerance_of_float32():
+    params = vgg19.random_params(0)
+    rng = np.random.RandomState(0)
+    content = rng.uniform(0, 255, (48, 40, 3)).astype(np.float32)
+    style = rng.uniform(0, 255, (40, 40, 3)).astype(np.float32)
+    image = stylize.init_image("noise", {"seed": jnp.int32(0)}, content)
+    hp = {"content_weight": 1.0, "style_weight": 1e-3, "tv_weight": 1e-3,
+          "content_layer_weights": jnp.ones(1),
+          "style_layer_weights": jnp.ones(3), "style_blend": jnp.ones(1)}
+    out = {}
+    for dtype in ("float32", "bfloat16"):
+        spec = losses.LossSpec(("relu3_1",), ("relu1_1", "relu2_1",
+                                              "relu3_1"), "max", dtype)
+        # Targets in float32 both times: only the optimised pass differs.
+        t = stylize.compute_targets(params, spec._replace(dtype="float32"),
+                                    content, [style])
+        out[dtype] = jax.jit(lambda x: losses.total_loss(
+            x, params, t, hp, spec)[1])(image)
+    for k in ("loss", "content", "style"):
+        rel = abs(float(out["bfloat16"][k]) - float(out["float32"][k])) / \
+            abs(float(out["float32"][k]))
+        assert rel < 2e-2, (k, rel)
+    assert float(out["bfloat16"]["loss"]) != float(out["float32"]["loss"])
