@@ -9,6 +9,8 @@ def test_score_is_zero_for_identical_and_grows_with_difference():
     a = rng.uniform(0, 255, (40, 40, 3)).astype(np.float32)
     b = rng.uniform(0, 255, (40, 40, 3)).astype(np.float32)
     same = evaluate.score(params, a, a, a)
-    assert same["structure"] == 0.0 and same["style"] == 0.0
     diff = evaluate.score(params, a, b, b[::-1])
     assert diff["structure"] > 0 and diff["style"] > 0
+    # Different compiled layer sets may round differently: near zero.
+    assert same["structure"] <= 1e-6 * diff["structure"]
+    assert same["style"] <= 1e-6 * diff["style"]
