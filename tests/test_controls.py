@@ -115,3 +115,33 @@ def test_avg_pooling_and_ema_run(files, params):
     c = _config(files, **{"model.pooling": "avg", "optim.ema_decay": 0.5})
     img, metrics = stylize.stylize(c, vgg_params=params)
     assert np.isfinite(img).all() and len(metrics) == 2
+
+
+def test_luminance_preservation_keeps_content_chroma(files, params):
+    from nst_jax import color
+    c = _config(files, **{"color.preserve": "luminance",
+                          "loss.style_weight": 1.0, "optim.steps": 6})
+    img, _ = stylize.stylize(c, vgg_params=params)
+    content = images.load(files["content"], 32)
+    iq_out = color.rgb_to_yiq(img)[..., 1:]
+    iq_content = color.rgb_to_yiq(content)[..., 1:]
+    inside = np.all((img > 1) & (img < 254), axis=-1)  # Unclipped pixels.
+    assert inside.mean() > 0.5
+    assert np.abs(iq_out - iq_content)[inside].max() < 1.0
+    # ...while the luminance did change (the style was applied).
+    y_change = np.abs(color.luminance(img) - color.luminance(content))
+    assert y_change.mean() > 1.0
+
+
+def test_colour_match_recolours_the_style_targets(files, params):
+    from nst_jax import inputs
+    c = _config(files, **{"color.preserve": "match",
+                          "color.match_method": "histogram"})
+    inp = inputs.prepare(c, 32)
+    content_mean = inp.content_rgb.reshape(-1, 3).mean(0)
+    raw = images.load(files["red"], 32).reshape(-1, 3).mean(0)
+    matched = inp.style_rgbs[0].reshape(-1, 3).mean(0)
+    assert np.abs(matched - content_mean).max() < 5.0
+    assert np.abs(raw - content_mean).max() > 50.0
+    img, metrics = stylize.stylize(c, vgg_params=params)
+    assert np.isfinite(img).all() and len(metrics) == 2
