@@ -369,7 +369,10 @@ def stylize(config: ml_collections.ConfigDict, *, vgg_params=None,
                     f"{done + k + n} (scale {si}, size {size}); lower the "
                     "learning rate or the loss weights", last_good, done + k)
             k += n
+            # loss_start: the loss before this chunk's first step (at step 0
+            # of a run, the starting image's loss).
             rec.update(step=done + k, scale=si, size=size,
+                       loss_start=float(losses_T[0]),
                        loss_min=float(losses_T.min()))
             metrics.append(rec)
             last_good = _output_rgb(config, inp, image)
