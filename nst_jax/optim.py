@@ -46,8 +46,9 @@ def make(name: str, learning_rate, *, steps: int, schedule_kind: str =
     Args:
       name: "adam", "sgd" or "lbfgs". L-BFGS (Gatys et al.'s choice) uses
         optax's zoom line search, which picks the step length; its updates
-        need ``value``, ``grad`` and ``value_fn`` (see ``stylize``). The
-        learning rate then only scales the search direction's first guess.
+        need ``value``, ``grad`` and ``value_fn`` (see ``stylize``). With the
+        constant schedule L-BFGS ignores the learning rate; a decaying
+        schedule scales its search direction.
       learning_rate: float or traced scalar.
       steps, schedule_kind, decay_rate: the learning-rate schedule.
       memory_size: L-BFGS history length.

@@ -205,3 +205,30 @@ def test_resume_with_a_different_config_is_refused(tmp_path, good, params,
     assert runner.main(c, str(tmp_path / "b"), vgg_params=params) == 2
     assert "config differs" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_real_signal_saves_image_and_marks_manifest(tmp_path, sig):
+    wd = tmp_path / "run"
+    with subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "scripts", "run.py"),
+             "--config=" + os.path.join(ROOT, "configs", "tiny.py"),
+             f"--workdir={wd}", "--config.optim.steps=100000",
+             "--config.save_every=0"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            cwd=ROOT) as proc:
+        try:
+            deadline = time.time() + 240
+            for line in proc.stderr:  # Wait until steps are running.
+                if "[nst_jax] step" in line or time.time() > deadline:
+                    break
+            proc.send_signal(sig)
+            proc.stderr.read()
+            proc.wait(timeout=120)
+        finally:
+            proc.kill()
+    assert proc.returncode == 130
+    man = json.loads((wd / "manifest.json").read_text())
+    assert man["status"] == "interrupted"
+    assert (wd / "interrupted.png").exists()
+    assert (wd / "metrics.jsonl").read_text().strip()
