@@ -1,0 +1,221 @@
+"""Sweeps: expansion, grouping, batched == alone, sharded == unsharded,
+one compile per group, and the sweep directory's artefacts."""
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from nst_jax import stylize, sweep, vgg19
+from nst_jax.errors import UserError
+from tests.test_config import load_preset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def params():
+    return vgg19.random_params(0)
+
+
+def _tiny(**over):
+    """configs/tiny.py with 4 steps in 2 chunks, no snapshots."""
+    base = {"optim.steps": 4, "log_every": 2, "save_every": 0}
+    return sweep.apply_overrides(load_preset("tiny"), {**base, **over})
+
+
+def _sweep3(add):
+    """Three members differing only in traced fields: one group."""
+    add(**{"loss.style_weight": 1e-3, "seed": 0})
+    add(**{"loss.style_weight": 1e-2, "seed": 1})
+    add(**{"loss.style_weight": 3e-2, "seed": 2, "optim.learning_rate": 2.0,
+           "loss.style_layer_weights": [2.0, 0.5]})
+
+
+def _rel(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def test_expand_and_group():
+    base = _tiny()
+
+    def sw(add):
+        _sweep3(add)
+        add(**{"size": 48})  # Another image size: another program.
+        add(**{"optim.name": "sgd"})  # Another optimiser: another program.
+        add(**{"loss.style_layers": ["relu1_1"]})  # Lists become tuples.
+        add(**{"seed": 5, "size": 48})  # Joins the size-48 group.
+    members = sweep.expand(base, sw)
+    assert len(members) == 7
+    assert members[1].loss.style_weight == 1e-2 and members[1].seed == 1
+    assert members[5].loss.style_layers == ("relu1_1",)
+    assert base.loss.style_weight == load_preset("tiny").loss.style_weight
+    with pytest.raises(AttributeError):  # Members are locked.
+        members[0].loss.styel_weight = 1.0
+    assert sweep.group(members) == [[0, 1, 2], [3, 6], [4], [5]]
+    assert sweep.varying_keys(members[:3]) == [
+        "loss.style_layer_weights", "loss.style_weight",
+        "optim.learning_rate", "seed"]
+
+
+@pytest.mark.parametrize("over", [{"loss.styel_weight": 1.0},
+                                  {"lossx.style_weight": 1.0},
+                                  {"loss": 1.0},
+                                  {"size": "big"},
+                                  {"optim.name": "rmsprop"}])
+def test_bad_overrides_raise_user_error(over):
+    with pytest.raises(UserError):
+        sweep.expand(_tiny(), lambda add: add(**over))
+
+
+def test_empty_sweep_raises():
+    with pytest.raises(UserError, match="no members"):
+        sweep.expand(_tiny(), lambda add: None)
+
+
+def test_batched_members_equal_runs_alone(params):
+    members = sweep.expand(_tiny(init="noise"), _sweep3)
+    res = sweep.run_group(members, params)
+    assert res.status == ["done"] * 3
+    for i, c in enumerate(members):
+        alone, metrics = stylize.stylize(c, vgg_params=params)
+        assert _rel(res.images[i], alone) <= 1e-4
+        assert [m["step"] for m in res.metrics[i]] == [2, 4]
+        np.testing.assert_allclose(res.metrics[i][-1]["loss"],
+                                   metrics[-1]["loss"], rtol=1e-4)
+    # Different seeds and weights really give different members.
+    assert _rel(res.images[0], res.images[1]) > 1e-2
+
+
+_SHARDED = """
+import json, jax
+from nst_jax import sweep, vgg19
+from tests.test_sweep import _sweep3, _tiny, _rel
+members = sweep.expand(_tiny(init="noise"), _sweep3)
+params = vgg19.random_params(0)
+mesh = sweep.make_mesh()
+a = sweep.run_group(members, params, mesh)  # 3 members padded to 4.
+b = sweep.run_group(members, params, sweep.make_mesh(jax.devices()[:1]))
+print(json.dumps({"devices": mesh.size, "status": a.status,
+                  "rel": [_rel(x, y) for x, y in zip(a.images, b.images)]}))
+"""
+
+
+def test_sharded_over_four_devices_equals_unsharded():
+    # The device count is fixed when jax starts: use a fresh process.
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
+               XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    proc = subprocess.run([sys.executable, "-c", _SHARDED], cwd=ROOT,
+                          env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["devices"] == 4
+    assert out["status"] == ["done"] * 3
+    assert max(out["rel"]) <= 1e-4
+
+
+def test_one_compile_per_static_group(params, monkeypatch):
+    traces = []
+    real = stylize.run_chunk
+
+    def counting(*args):
+        traces.append(args[0])
+        return real(*args)
+    monkeypatch.setattr(stylize, "run_chunk", counting)
+    sweep.batched_chunk.cache_clear()  # Fresh jit caches: count from zero.
+
+    def sw(add):
+        _sweep3(add)
+        add(**{"optim.name": "sgd", "seed": 3})
+        add(**{"optim.name": "sgd", "seed": 4})
+    members = sweep.expand(_tiny(**{"optim.steps": 6}), sw)
+    groups = sweep.group(members)
+    assert groups == [[0, 1, 2], [3, 4]]
+    for idx in groups:  # 3 chunks each: later chunks must not retrace.
+        sweep.run_group([members[i] for i in idx], params)
+    assert len(traces) == 2
+
+
+def test_run_sweep_writes_everything(tmp_path, params):
+    def sw(add):
+        _sweep3(add)
+        add(**{"loss.style_weight": 1e38})  # Same batch; its loss is inf.
+        add(**{"size": 48})
+    wd = str(tmp_path / "sweep")
+    out = io.StringIO()
+    summary = sweep.run_sweep(_tiny(), sw, wd, vgg_params=params, out=out)
+    assert summary["groups"] == 2
+    status = ["done"] * 3 + ["diverged", "done"]
+    for i in range(5):
+        d = os.path.join(wd, f"member_{i:03d}")
+        files = set(os.listdir(d))
+        assert {"config.json", "manifest.json", "metrics.jsonl"} <= files
+        with open(os.path.join(d, "manifest.json")) as f:
+            man = json.load(f)
+        assert man["status"] == status[i]
+        assert man["sweep"]["group"] == (0 if i < 4 else 1)
+        if status[i] == "done":
+            assert {"final.png", "loss_curve.png"} <= files
+            with open(os.path.join(d, "metrics.jsonl")) as f:
+                assert len(f.readlines()) == 2
+        else:  # The batch carried on; the starting image is kept.
+            assert "diverged.png" in files and "final.png" not in files
+    with open(os.path.join(wd, "results.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["member"] for r in rows] == [f"member_{i:03d}"
+                                           for i in range(5)]
+    assert {"group", "loss.style_weight", "seed", "size", "status", "loss",
+            "content", "style", "tv", "wall_s", "group_compile_s"} <= set(
+                rows[0])
+    assert float(rows[1]["loss.style_weight"]) == 1e-2
+    with open(os.path.join(wd, "results.json")) as f:
+        data = json.load(f)
+    assert len(data) == 5 and data[4]["size"] == 48
+    assert [r["status"] for r in data] == status
+    assert all(np.isfinite(r["loss"]) and r["wall_s"] > 0 for r in data
+               if r["status"] == "done")
+    with Image.open(os.path.join(wd, "contact_sheet.png")) as im:
+        assert im.width >= 3 * 160 and im.height >= 2 * 160
+    assert "[sweep]" in out.getvalue()
+    with pytest.raises(UserError, match="already holds"):
+        sweep.run_sweep(_tiny(), sw, wd, vgg_params=params, out=out)
+
+
+def test_sweep_file_and_script_errors(tmp_path):
+    path = os.path.join(ROOT, "configs", "sweep_style_weight.py")
+    members = sweep.expand(load_preset("sweep_style_weight"),
+                           sweep.load_sweep_fn(path + ":unused"))
+    assert len(members) == 8 and len(sweep.group(members)) == 1
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "sweep.py"),
+         "--config=" + os.path.join(ROOT, "configs", "tiny.py"),
+         f"--workdir={tmp_path / 'x'}"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "defines no sweep" in proc.stderr
+    assert not os.path.exists(tmp_path / "x")
+
+
+def test_sweep_py_cli_runs_the_example_sweep(tmp_path):
+    """The real script and sweep file, shrunk; real weights (cached)."""
+    wd = tmp_path / "cli"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "sweep.py"),
+         "--config=" + os.path.join(ROOT, "configs",
+                                    "sweep_style_weight.py"),
+         f"--workdir={wd}", "--config.size=32", "--config.optim.steps=2",
+         "--config.log_every=2"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == str(wd)
+    assert "[sweep] group 1/1" in proc.stderr
+    with open(wd / "results.json") as f:
+        assert len(json.load(f)) == 8
+    assert os.path.isfile(wd / "member_007" / "final.png")
