@@ -128,6 +128,9 @@ class MetricsWriter:
 
     def __init__(self, path: str):
         self.path = path
+        # Exists from the start, so a run that fails in its first chunk
+        # still has the file (empty) beside its manifest.
+        open(path, "a").close()
 
     def write(self, record: dict) -> None:
         with open(self.path, "a") as f:
