@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from nst_jax import runner, sweep  # noqa: E402
+from nst_jax import runner, sweep, sweep_runs  # noqa: E402
 from nst_jax.errors import UserError  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -53,7 +53,7 @@ def main(argv):
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return runner.EXIT_USER_ERROR
-    return sweep.main(_CONFIG.value, sweep_fn, _WORKDIR.value,
+    return sweep_runs.main(_CONFIG.value, sweep_fn, _WORKDIR.value,
                       config_file=config_file)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_jax import stylize, sweep, vgg19
+from nst_jax import stylize, sweep, sweep_runs, vgg19
 from nst_jax.errors import UserError
 from tests.test_config import load_preset
 
@@ -150,7 +150,7 @@ def test_run_sweep_writes_everything(tmp_path, params):
         add(**{"size": 48})
     wd = str(tmp_path / "sweep")
     out = io.StringIO()
-    summary = sweep.run_sweep(_tiny(), sw, wd, vgg_params=params, out=out)
+    summary = sweep_runs.run_sweep(_tiny(), sw, wd, vgg_params=params, out=out)
     assert summary["groups"] == 2
     status = ["done"] * 3 + ["diverged", "done"]
     for i in range(5):
@@ -185,7 +185,7 @@ def test_run_sweep_writes_everything(tmp_path, params):
         assert im.width >= 3 * 160 and im.height >= 2 * 160
     assert "[sweep]" in out.getvalue()
     with pytest.raises(UserError, match="already holds"):
-        sweep.run_sweep(_tiny(), sw, wd, vgg_params=params, out=out)
+        sweep_runs.run_sweep(_tiny(), sw, wd, vgg_params=params, out=out)
 
 
 def test_sweep_file_and_script_errors(tmp_path):
