@@ -16,7 +16,7 @@ import functools
 import resource
 import statistics
 import time
-from typing import Optional, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp

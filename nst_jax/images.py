@@ -8,11 +8,9 @@ and every bad file becomes one ``UserError`` line that names the path.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import struct
-import tempfile
 import warnings
 import zlib
 from typing import Any, Optional, Sequence, Union
@@ -20,6 +18,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from nst_jax import atomic
 from nst_jax.errors import UserError
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -233,20 +232,6 @@ def to_uint8(rgb: Any) -> np.ndarray:
     return np.rint(np.clip(x, 0.0, 255.0)).astype(np.uint8)
 
 
-_MODE: Optional[int] = None
-
-
-def _file_mode() -> int:
-    # mkstemp makes 0600 files; give the result the usual umask-based mode.
-    # Reading the umask means setting it, so do it once.
-    global _MODE
-    if _MODE is None:
-        mask = os.umask(0o022)
-        os.umask(mask)
-        _MODE = 0o666 & ~mask
-    return _MODE
-
-
 def save(path: PathLike, rgb: Any) -> None:
     """Atomically writes an RGB image; the format comes from the extension.
 
@@ -274,37 +259,12 @@ def save(path: PathLike, rgb: Any) -> None:
     # PNG gets no metadata and fixed settings, so equal pixels give equal bytes.
     opts = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95},
             "PNG": {"compress_level": 6, "optimize": False}}.get(fmt, {})
-    parent = os.path.dirname(os.path.abspath(p))
-    tmp = None
     try:
-        os.makedirs(parent, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=parent, suffix=".tmp",
-                                   prefix="." + os.path.basename(p) + ".")
-        with os.fdopen(fd, "wb") as f:
-            im.save(f, format=fmt, **opts)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, p)
-        tmp = None
+        atomic.write(p, lambda f: im.save(f, format=fmt, **opts))
     except OSError as e:
         raise UserError(f"cannot save image {p}: {e.strerror or e}; check "
                         "that the folder exists, is writable and has "
                         "space") from None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
-    _fsync_dir(parent)
-
-
-def _fsync_dir(parent: str) -> None:
-    # Makes the rename itself durable; not every OS/filesystem allows it.
-    with contextlib.suppress(OSError):
-        fd = os.open(parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def sha256_file(path: PathLike) -> str:

@@ -14,35 +14,18 @@ import platform
 import re
 import subprocess
 import sys
-import tempfile
 from typing import Any, Optional
 
 import numpy as np
 
+from nst_jax import atomic
 from nst_jax.errors import UserError
 
 CHECKPOINT = "checkpoint.npz"
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Writes ``data`` to ``path`` via a temporary file and ``os.replace``."""
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-",
-                               suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_json(path: str, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True)
+    atomic.write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True)
                               + "\n").encode())
 
 
@@ -156,7 +139,7 @@ def save_checkpoint(workdir: str, scale: int, leaves: list,
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     path = os.path.join(workdir, CHECKPOINT)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic.write_bytes(path, buf.getvalue())
     return path
 
 

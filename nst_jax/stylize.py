@@ -289,7 +289,7 @@ def _portrait_targets(config, vgg_params, inp, spec) -> Optional[dict]:
     return portrait.gain_targets(fc, fs, layers, P.g_min, P.g_max)
 
 
-def _output_rgb(config, inp: "ScaleInputs", image_vgg) -> np.ndarray:
+def _output_rgb(config, inp, image_vgg) -> np.ndarray:
     rgb = np.asarray(images.from_vgg(jax.device_get(image_vgg)[0]),
                      np.float32)
     if config.color.preserve == "luminance":

@@ -26,7 +26,7 @@ from jax.sharding import Mesh
 from PIL import Image, ImageDraw
 
 from nst_jax import config as cfg
-from nst_jax import images, inputs, plot, runs
+from nst_jax import atomic, images, inputs, plot, runs
 from nst_jax.errors import UserError
 from nst_jax.sweep import (RESULT_TERMS, BatchInfo, GroupResult, collect,
                            expand, flatten, group, make_mesh, run_group,
@@ -47,8 +47,6 @@ class _MemberDir:
         runs.write_json(os.path.join(path, "config.json"), cfg.to_dict(config))
         runs.write_json(os.path.join(path, "manifest.json"), manifest)
         self.writer = runs.MetricsWriter(os.path.join(path, "metrics.jsonl"))
-        # Exists even if the member diverges before its first record.
-        runs.atomic_write_bytes(self.writer.path, b"")
         self.metrics: list = []
         self.image = None
 
@@ -121,7 +119,7 @@ def _write_results(workdir: str, rows: list[dict]) -> None:
     for r in rows:
         w.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v
                     for k, v in r.items()})
-    runs.atomic_write_bytes(os.path.join(workdir, "results.csv"),
+    atomic.write_bytes(os.path.join(workdir, "results.csv"),
                             buf.getvalue().encode())
 
 

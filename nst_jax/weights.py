@@ -23,14 +23,13 @@ import tempfile
 import time
 import urllib.request
 import zipfile
-from typing import Callable, Optional
+from typing import Optional
 
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import vgg19
-from nst_jax.torch_legacy import (  # noqa: F401 (re-exported)
-    _RestrictedUnpickler, decode_legacy_torch)
+from nst_jax import atomic, vgg19
+from nst_jax.torch_legacy import decode_legacy_torch
 from nst_jax.errors import WeightsError
 
 log = logging.getLogger(__name__)
@@ -170,23 +169,6 @@ def params_from_quantised(tensors: dict[str, np.ndarray]) -> Params:
 
 # -------------------------------------------------------- file formats
 
-def _atomic_write(path: str, write: Callable) -> None:
-    """Calls ``write(file)`` on a temp file beside ``path``, then renames."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _npz_bytes(params: dict) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
@@ -207,7 +189,7 @@ def save_npz(params: dict, path: str) -> None:
     The bytes depend only on the values (no timestamps).
     """
     data = _npz_bytes(params)
-    _atomic_write(path, lambda f: f.write(data))
+    atomic.write_bytes(path, data)
 
 
 def _parse_npz(data: bytes, where: str) -> Params:
@@ -404,9 +386,9 @@ def _write_cache(path: str, params: Params, provenance: dict) -> None:
     _cache_sha[path] = sha  # Deterministic bytes: valid even if unwritten.
     meta = dict(provenance, npz_sha256=sha, num_params=EXPECTED_NUM_PARAMS)
     try:  # The npz first: a crash between the two leaves a mismatch.
-        _atomic_write(path, lambda f: f.write(data))
-        _atomic_write(os.path.join(os.path.dirname(path), SIDECAR_NAME),
-                      lambda f: f.write(json.dumps(meta, indent=1).encode()))
+        atomic.write_bytes(path, data)
+        atomic.write_bytes(os.path.join(os.path.dirname(path), SIDECAR_NAME),
+                           json.dumps(meta, indent=1).encode())
     except OSError as e:
         log.warning("nst_jax: cannot cache the weights in %s (%s)",
                     os.path.dirname(path), _one_line(e))

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax import vgg19, weights
+from nst_jax import torch_legacy, vgg19, weights
 from nst_jax.errors import WeightsError
 
 
@@ -147,14 +147,14 @@ def test_restricted_unpickler_refuses_malicious_pickle(tmp_path, monkeypatch):
     marker = tmp_path / "pwned"
     evil = pickle.dumps(_Evil(marker), protocol=2)
     with pytest.raises(WeightsError, match=r"system.*refusing"):
-        weights._RestrictedUnpickler(io.BytesIO(evil)).load()
+        torch_legacy._RestrictedUnpickler(io.BytesIO(evil)).load()
     # The same payload where the tensor dict belongs in a torch file.
     with pytest.raises(WeightsError, match="refusing"):
         weights.decode_legacy_torch(
             _legacy_torch_file({}, monkeypatch, head=evil))
     sneaky = pickle.dumps(getattr, protocol=2)
     with pytest.raises(WeightsError, match=r"getattr.*refusing"):
-        weights._RestrictedUnpickler(io.BytesIO(sneaky)).load()
+        torch_legacy._RestrictedUnpickler(io.BytesIO(sneaky)).load()
     assert not marker.exists()
 
 
