@@ -262,3 +262,34 @@ def scales(c: ml_collections.ConfigDict) -> list[tuple[int, int]]:
 
 def copy_unlocked(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(copy.deepcopy(c.to_dict()))
+
+
+def override(c: ml_collections.ConfigDict,
+             overrides: dict[str, Any]) -> ml_collections.ConfigDict:
+    """A locked copy of ``c`` with dotted-key overrides applied.
+
+    ``{"loss.style_weight": 0.1}`` sets ``c.loss.style_weight``; lists become
+    tuples where the field is a tuple. Nothing is validated (see
+    :func:`validate`), so tests can build deliberately bad configs.
+    """
+    c = copy_unlocked(c)
+    for key, value in overrides.items():
+        node = c
+        *path, last = key.split(".")
+        for p in path:
+            if not (isinstance(node, ml_collections.ConfigDict)
+                    and p in node):
+                raise UserError(f"override {key!r}: unknown config "
+                                f"field {p!r}")
+            node = node[p]
+        if (not isinstance(node, ml_collections.ConfigDict)
+                or last not in node
+                or isinstance(node[last], ml_collections.ConfigDict)):
+            raise UserError(f"override {key!r} is not a config field")
+        if isinstance(node[last], tuple) and isinstance(value, (list, tuple)):
+            value = tuple(value)
+        try:
+            node[last] = value
+        except TypeError as e:
+            raise UserError(f"override {key}={value!r}: {e}") from None
+    return from_dict(to_dict(c))

@@ -203,6 +203,19 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing for the scripts: a bad flag or config file is one
+    line on stderr and exit 2 (pass as ``app.run(main, flags_parser=...)``).
+    """
+    from absl import flags
+    try:
+        return flags.FLAGS(argv)
+    except Exception as e:  # flags.Error, or UserError from a config file.
+        print(f"error: {str(e).splitlines()[0] if str(e) else e!r}",
+              file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
 def main(config: ml_collections.ConfigDict, workdir: Optional[str] = None,
          **kwargs) -> int:
     """execute() with exit codes: 0 done, 2 bad input, 3 diverged, 130 stop.

@@ -91,32 +91,6 @@ def collect(sweep_fn: Callable) -> list[dict[str, Any]]:
     return members
 
 
-def apply_overrides(config: ml_collections.ConfigDict,
-                    overrides: dict[str, Any]) -> ml_collections.ConfigDict:
-    """A locked copy of ``config`` with dotted-key overrides applied."""
-    c = cfg.copy_unlocked(config)
-    for key, value in overrides.items():
-        node = c
-        *path, last = key.split(".")
-        for p in path:
-            if not (isinstance(node, ml_collections.ConfigDict)
-                    and p in node):
-                raise UserError(f"sweep override {key!r}: unknown config "
-                                f"field {p!r}")
-            node = node[p]
-        if (not isinstance(node, ml_collections.ConfigDict)
-                or last not in node
-                or isinstance(node[last], ml_collections.ConfigDict)):
-            raise UserError(f"sweep override {key!r} is not a config field")
-        if isinstance(node[last], tuple) and isinstance(value, (list, tuple)):
-            value = tuple(value)
-        try:
-            node[last] = value
-        except TypeError as e:
-            raise UserError(f"sweep override {key}={value!r}: {e}") from None
-    return cfg.from_dict(cfg.to_dict(c))
-
-
 def expand(config: ml_collections.ConfigDict, sweep_fn: Callable
            ) -> list[ml_collections.ConfigDict]:
     """One locked, validated config per member of ``sweep_fn``.
@@ -126,7 +100,7 @@ def expand(config: ml_collections.ConfigDict, sweep_fn: Callable
     """
     members = []
     for i, over in enumerate(collect(sweep_fn)):
-        c = apply_overrides(config, over)
+        c = cfg.override(config, over)
         try:
             cfg.validate(c)
         except UserError as e:

@@ -31,16 +31,6 @@ _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Multi-host: jax.distributed.initialize() first.")
 
 
-def parse_flags(argv):
-    """absl's parser, but a bad flag or config is one line and exit 2."""
-    try:
-        return flags.FLAGS(argv)
-    except Exception as e:  # flags.Error, or UserError from a config file.
-        print(f"error: {str(e).splitlines()[0] if str(e) else e!r}",
-              file=sys.stderr)
-        sys.exit(runner.EXIT_USER_ERROR)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -58,4 +48,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=runner.parse_flags)

@@ -4,7 +4,6 @@ import importlib.util
 import json
 import os
 
-import ml_collections
 import pytest
 
 from nst_jax import config as cfg

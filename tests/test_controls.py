@@ -5,6 +5,7 @@ import pytest
 
 from nst_jax import config as cfg
 from nst_jax import images, losses, stylize, vgg19
+from tests.helpers import small_config
 
 
 @pytest.fixture(scope="module")
@@ -34,23 +35,7 @@ def files(tmp_path_factory):
 
 
 def _config(files, **over):
-    c = cfg.base()
-    c.content = files["content"]
-    c.style = (files["red"],)
-    c.size = 32
-    c.loss.content_layers = ("relu2_1",)
-    c.loss.style_layers = ("relu1_1", "relu2_1")
-    c.optim.name = "adam"
-    c.optim.learning_rate = 4.0
-    c.optim.steps = 4
-    c.log_every = 2
-    for k, v in over.items():
-        node = c
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
-    return c
+    return small_config(files["content"], files["red"], **over)
 
 
 @pytest.mark.parametrize("opt", ["adam", "lbfgs", "sgd"])

@@ -23,14 +23,7 @@ def params():
 
 
 def _tiny(**over):
-    c = cfg.copy_unlocked(load_preset("tiny"))
-    for k, v in over.items():
-        node = c
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
-    return cfg.lock(cfg.from_dict(cfg.to_dict(c)))
+    return cfg.override(load_preset("tiny"), over)
 
 
 def _run(tmp_path, name, params, config=None):

@@ -13,6 +13,7 @@ import pytest
 
 from nst_jax import config as cfg
 from nst_jax import images, runner, runs, vgg19
+from tests.helpers import small_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -34,23 +35,8 @@ def good(tmp_path):
 
 
 def _config(good, **over):
-    c = cfg.base()
-    c.content, c.style = good["content"], (good["style"],)
-    c.size = 32
-    c.loss.content_layers = ("relu2_1",)
-    c.loss.style_layers = ("relu1_1", "relu2_1")
-    c.optim.name = "adam"
-    c.optim.learning_rate = 4.0
-    c.optim.steps = 4
-    c.log_every = 2
-    c.save_every = 2
-    for k, v in over.items():
-        node = c
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
-    return c
+    return small_config(good["content"], good["style"],
+                        **{"save_every": 2, **over})
 
 
 def _write(path, data):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from nst_jax import config as cfg
 from nst_jax import stylize, sweep, sweep_runs, vgg19
 from nst_jax.errors import UserError
 from tests.test_config import load_preset
@@ -27,7 +28,7 @@ def params():
 def _tiny(**over):
     """configs/tiny.py with 4 steps in 2 chunks, no snapshots."""
     base = {"optim.steps": 4, "log_every": 2, "save_every": 0}
-    return sweep.apply_overrides(load_preset("tiny"), {**base, **over})
+    return cfg.override(load_preset("tiny"), {**base, **over})
 
 
 def _sweep3(add):
