@@ -29,11 +29,41 @@ class LossSpec(NamedTuple):
         return tuple(seen)
 
 
-def gram(feats_NxHxWxC: jax.Array) -> jax.Array:
-    """Gram matrix normalised by the number of positions H*W -> (N, C, C)."""
-    _, h, w, _ = feats_NxHxWxC.shape
-    return jnp.einsum("nhwc,nhwd->ncd", feats_NxHxWxC, feats_NxHxWxC,
+def _gram(feats_NxHxWxC: jax.Array) -> jax.Array:
+    # Flattened to (N, H*W, C) first: XLA:CPU lowers the 4-d einsum through
+    # two layout transposes, ~2.8x slower on a 512x512x64 map (87 vs 31 ms).
+    n, h, w, c = feats_NxHxWxC.shape
+    f_NxPxC = feats_NxHxWxC.reshape(n, h * w, c)
+    return jnp.einsum("npc,npd->ncd", f_NxPxC, f_NxPxC,
                       preferred_element_type=jnp.float32) / (h * w)
+
+
+@jax.custom_vjp
+def gram(feats_NxHxWxC: jax.Array) -> jax.Array:
+    """Gram matrix normalised by the number of positions H*W -> (N, C, C).
+
+    Its gradient is one matmul, dF = F (dG + dG^T) / (H*W), written in the
+    features' own (N, H, W, C) layout. Autodiff of the einsum emits two
+    matmuls into a (C, H*W) layout plus a transpose back, which costs about
+    13% of a whole 512 px L-BFGS step on XLA:CPU (1310 -> 1134 ms).
+    """
+    return _gram(feats_NxHxWxC)
+
+
+def _gram_fwd(feats):
+    return _gram(feats), feats
+
+
+def _gram_bwd(feats, g_NxCxC):
+    n, h, w, c = feats.shape
+    sym = (g_NxCxC + jnp.swapaxes(g_NxCxC, 1, 2)) / (h * w)
+    d_NxPxC = jnp.einsum("npc,ncd->npd", feats.reshape(n, h * w, c),
+                         sym.astype(feats.dtype),
+                         preferred_element_type=jnp.float32)
+    return (d_NxPxC.reshape(n, h, w, c).astype(feats.dtype),)
+
+
+gram.defvjp(_gram_fwd, _gram_bwd)
 
 
 def masked_gram(feats_1xHxWxC: jax.Array, masks_SxHxW: jax.Array
@@ -43,10 +73,12 @@ def masked_gram(feats_1xHxWxC: jax.Array, masks_SxHxW: jax.Array
     Each is normalised by the mask's energy, so a region's Gram is on the
     same scale as a whole-image Gram and comparable to the style target.
     """
-    f_HxWxC = feats_1xHxWxC[0]
-    fm_SxHxWxC = f_HxWxC[None] * masks_SxHxW[..., None]
+    _, h, w, c = feats_1xHxWxC.shape
+    s = masks_SxHxW.shape[0]
+    fm_SxPxC = (feats_1xHxWxC.reshape(1, h * w, c)
+                * masks_SxHxW.reshape(s, h * w, 1))
     norm_S = jnp.maximum(jnp.sum(masks_SxHxW ** 2, axis=(1, 2)), 1e-8)
-    return jnp.einsum("shwc,shwd->scd", fm_SxHxWxC, fm_SxHxWxC,
+    return jnp.einsum("spc,spd->scd", fm_SxPxC, fm_SxPxC,
                       preferred_element_type=jnp.float32) / norm_S[:, None,
                                                                    None]
 

@@ -110,3 +110,16 @@ def test_jit_matches_eager(params):
     hp = _hp()
     f = lambda x: losses.total_loss(x, params, t, hp, SPEC)[0]
     np.testing.assert_allclose(jax.jit(f)(_img(8)), f(_img(8)), rtol=1e-5)
+
+
+def test_gram_gradient_equals_autodiff_of_the_einsum():
+    f = jax.random.normal(jax.random.PRNGKey(3), (2, 6, 5, 7))
+    w = jax.random.normal(jax.random.PRNGKey(4), (2, 7, 7))  # Asymmetric.
+    plain = lambda x: jnp.sum(w * jnp.sin(losses._gram(x)))
+    custom = lambda x: jnp.sum(w * jnp.sin(losses.gram(x)))
+    np.testing.assert_allclose(jax.grad(custom)(f), jax.grad(plain)(f),
+                               rtol=1e-5, atol=1e-6)
+    # Also under vmap (sweeps batch the whole loss).
+    one = lambda x, wi: jnp.sum(wi * jnp.sin(losses.gram(x[None])))
+    vg = jax.vmap(jax.grad(one))(f, w)
+    np.testing.assert_allclose(vg, jax.grad(plain)(f), rtol=1e-5, atol=1e-6)
