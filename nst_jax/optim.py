@@ -71,3 +71,15 @@ def make(name: str, learning_rate, *, steps: int, schedule_kind: str =
 def needs_value_fn(name: str) -> bool:
     """True for optimisers whose update needs value, grad and value_fn."""
     return name == "lbfgs"
+
+
+def evaluations(name: str, opt_state) -> jax.Array:
+    """Loss-and-gradient evaluations the step that produced ``opt_state`` made.
+
+    Adam and SGD: 1. L-BFGS: one per line-search trial (the starting point's
+    evaluation is made once, in ``stylize.init_state``).
+    """
+    if name != "lbfgs":
+        return jnp.ones((), jnp.int32)
+    trials = optax.tree_utils.tree_get(opt_state, "num_linesearch_steps")
+    return jnp.asarray(trials, jnp.int32)

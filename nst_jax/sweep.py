@@ -166,8 +166,10 @@ def _run_chunk(*args):
 @functools.lru_cache(maxsize=32)
 def _batched_init(static: stylize.Static, mesh: Mesh) -> Callable:
     b = NamedSharding(mesh, P("batch"))
-    return jax.jit(jax.vmap(functools.partial(stylize.init_state, static)),
-                   in_shardings=(b, b), out_shardings=b)
+    r = NamedSharding(mesh, P())
+    return jax.jit(jax.vmap(functools.partial(stylize.init_state, static),
+                            in_axes=(0, 0, None, None)),
+                   in_shardings=(b, b, r, r), out_shardings=b)
 
 
 def _put(tree, sharding: NamedSharding):
@@ -268,9 +270,10 @@ def run_group(configs: list, vgg_params, mesh: Optional[Mesh] = None,
         hp_b = _put(_stack(hps, size_b), batch)
         image0_b = _put(_stack(image0, size_b), batch)
         t = time.perf_counter()
-        init = _batched_init(static, mesh).lower(image0_b, hp_b).compile()
+        init = _batched_init(static, mesh).lower(image0_b, hp_b, params,
+                                                 targets).compile()
         compile_s += time.perf_counter() - t
-        state = init(image0_b, hp_b)
+        state = init(image0_b, hp_b, params, targets)
         length = min(c0.log_every, steps)
         t = time.perf_counter()
         chunk = batched_chunk(static, length, mesh).lower(

@@ -24,8 +24,9 @@ def test_bench_step_and_table_run_at_tiny_size():
     r = benchmark.bench_step(32, "adam", batch=2, steps=2, chunk=1)
     assert r["ms_per_step"] > 0 and r["achieved_gflops"] > 0
     assert r["steps_timed"] == 2 and r["batch"] == 2
+    assert r["evals_per_step"] == 1.0  # Adam: one evaluation per step.
     r = benchmark.bench_step(32, "lbfgs", batch=1, steps=1, chunk=1)
-    assert r["ms_per_step"] > 0
+    assert r["ms_per_step"] > 0 and r["evals_per_step"] >= 1.0
     assert benchmark.plain_conv_gflops(16, 16, "relu2_1", repeats=1) > 0
     table = benchmark.table({"rows": [dict(r, plain_conv_gflops=1.0,
                                            ratio_to_plain_conv=0.5)]})

@@ -36,7 +36,8 @@ def _setup(params, name="adam", **loss):
 def test_every_optimiser_reduces_the_loss(params, name):
     _, static, hp, targets, content = _setup(params, name)
     state = stylize.init_state(
-        static, stylize.init_image("content", hp, content), hp)
+        static, stylize.init_image("content", hp, content), hp, params,
+        targets)
     chunk = stylize.compiled_chunk(static, 5)
     state, losses_T, aux, image = chunk(state, params, targets, hp,
                                         jnp.int32(5))
@@ -101,3 +102,28 @@ def test_noise_init_is_seeded():
     np.testing.assert_array_equal(a, b)
     assert np.abs(np.asarray(a) - np.asarray(c)).max() > 1
     assert a.shape == (1, 8, 9, 3)
+
+
+def test_lbfgs_init_state_needs_the_loss(params):
+    _, static, hp, targets, content = _setup(params, "lbfgs")
+    with pytest.raises(ValueError, match="vgg_params and targets"):
+        stylize.init_state(static, stylize.init_image("content", hp,
+                                                      content), hp)
+
+
+def test_vmapped_lbfgs_matches_unbatched(params):
+    # The batched program (sweeps, the benchmark) must take the same steps
+    # and report the same evaluation count as a single run.
+    _, static, hp, targets, content = _setup(params, "lbfgs")
+    image0 = stylize.init_image("content", hp, content)
+    s1 = stylize.init_state(static, image0, hp, params, targets)
+    s1, l1, a1, _ = stylize.run_chunk(static, 4, s1, params, targets, hp,
+                                      jnp.int32(4))
+    hp_b = jax.tree_util.tree_map(lambda a: jnp.stack([a, a]), hp)
+    sb = jax.vmap(lambda h: stylize.init_state(static, image0, h, params,
+                                               targets))(hp_b)
+    sb, lb, ab, _ = jax.vmap(
+        lambda s, h: stylize.run_chunk(static, 4, s, params, targets, h,
+                                       jnp.int32(4)))(sb, hp_b)
+    np.testing.assert_allclose(lb[1], l1, rtol=1e-4)
+    assert int(ab["evals"][0]) == int(a1["evals"]) >= 4
