@@ -117,7 +117,7 @@ def execute(config: ml_collections.ConfigDict, workdir: Optional[str] = None,
         vgg_params = weights.load_vgg19_params(config.model.weights or None)
         weights_digest = weights.weights_sha256(config.model.weights or None)
     else:  # Caller-supplied (tests, sweeps): hash what was actually used.
-        weights_digest = _params_sha256(vgg_params)
+        weights_digest = params_sha256(vgg_params)
     resume = runs.load_checkpoint(config.resume) if config.resume else None
     runs.create(workdir)
     runs.write_json(os.path.join(workdir, "config.json"), cfg.to_dict(config))
@@ -187,7 +187,8 @@ def execute(config: ml_collections.ConfigDict, workdir: Optional[str] = None,
     return os.path.abspath(os.path.join(workdir, "final.png"))
 
 
-def _params_sha256(params) -> str:
+def params_sha256(params) -> str:
+    """sha256 over every parameter's tree path and bytes, in sorted order."""
     import hashlib
     import numpy as np
     h = hashlib.sha256()

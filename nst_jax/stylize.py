@@ -297,7 +297,7 @@ def _to_host(aux: dict) -> dict:
     return {k: float(v) for k, v in jax.device_get(aux).items()}
 
 
-def _portrait_targets(config, vgg_params, inp, spec) -> Optional[dict]:
+def portrait_targets(config, vgg_params, inp, spec) -> Optional[dict]:
     """Selim et al. 2016 gain-modulated content targets, or None."""
     P = config.portrait
     if not P.enabled:
@@ -323,7 +323,11 @@ def _portrait_targets(config, vgg_params, inp, spec) -> Optional[dict]:
     return portrait.gain_targets(fc, fs, layers, P.g_min, P.g_max)
 
 
-def _output_rgb(config, inp, image_vgg) -> np.ndarray:
+def output_rgb(config, inp, image_vgg) -> np.ndarray:
+    """(1, H, W, 3) VGG-space image -> RGB float32 0..255 as saved.
+
+    With luminance-only colour preservation the photo's chroma is put back.
+    """
     rgb = np.asarray(images.from_vgg(jax.device_get(image_vgg)[0]),
                      np.float32)
     if config.color.preserve == "luminance":
@@ -373,7 +377,7 @@ def stylize(config: ml_collections.ConfigDict, *, vgg_params=None,
             config, len(inp.style_rgbs)))
         targets = compute_targets(
             vgg_params, static.spec, inp.content_rgb, inp.style_rgbs,
-            inp.masks, _portrait_targets(config, vgg_params, inp,
+            inp.masks, portrait_targets(config, vgg_params, inp,
                                          static.spec))
         if rgb is None:
             image0 = init_image(config.init, hp, inp.content_rgb,
@@ -389,7 +393,7 @@ def stylize(config: ml_collections.ConfigDict, *, vgg_params=None,
         length = min(config.log_every, steps)
         chunk = compiled_chunk(static, length)
         k = int(state.step)
-        last_good = _output_rgb(config, inp, current_image(state, hp))
+        last_good = output_rgb(config, inp, current_image(state, hp))
         while k < steps:
             n = min(length, steps - k)
             state, losses_T, aux, image = chunk(state, vgg_params, targets,
@@ -409,7 +413,7 @@ def stylize(config: ml_collections.ConfigDict, *, vgg_params=None,
                        loss_start=float(losses_T[0]),
                        loss_min=float(losses_T.min()))
             metrics.append(rec)
-            last_good = _output_rgb(config, inp, image)
+            last_good = output_rgb(config, inp, image)
             if callback is not None:
                 callback(ChunkInfo(si, k, steps, done + k, total, rec,
                                    last_good, state))

@@ -206,7 +206,7 @@ def _setup_scale(configs: list, vgg_params, size: int, steps: int,
            for c in configs]
     targets = stylize.compute_targets(
         vgg_params, static.spec, inp.content_rgb, inp.style_rgbs, inp.masks,
-        stylize._portrait_targets(c0, vgg_params, inp, static.spec))
+        stylize.portrait_targets(c0, vgg_params, inp, static.spec))
     if rgbs is None:  # Same starting images as stylize.stylize.
         image0 = [stylize.init_image(
             c0.init, jax.tree_util.tree_map(jnp.asarray, hp),
@@ -281,7 +281,7 @@ def run_group(configs: list, vgg_params, mesh: Optional[Mesh] = None,
         ).compile()
         compile_s += time.perf_counter() - t
         # The last good image of each member, should it diverge at once.
-        last = [stylize._output_rgb(configs[i], inp, stylize.clip_vgg(x))
+        last = [stylize.output_rgb(configs[i], inp, stylize.clip_vgg(x))
                 for i, x in enumerate(image0)]
         k = 0
         while k < steps:
@@ -307,7 +307,7 @@ def run_group(configs: list, vgg_params, mesh: Optional[Mesh] = None,
                            loss_min=float(losses_bt[i].min()))
                 metrics[i].append(rec)
                 records.append(rec)
-                last[i] = stylize._output_rgb(configs[i], inp, image_b[i])
+                last[i] = stylize.output_rgb(configs[i], inp, image_b[i])
             if callback is not None:
                 t = time.perf_counter()
                 callback(BatchInfo(si, k, steps, done + k, total, records,

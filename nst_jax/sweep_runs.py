@@ -154,7 +154,7 @@ def _params(vgg_params, source: str, cache: dict) -> tuple[Any, str]:
     from nst_jax import runner, weights
     key = None if vgg_params is not None else source
     if key not in cache:
-        cache[key] = ((vgg_params, runner._params_sha256(vgg_params))
+        cache[key] = ((vgg_params, runner.params_sha256(vgg_params))
                       if key is None else
                       (weights.load_vgg19_params(source or None),
                        weights.weights_sha256(source or None)))
