@@ -197,6 +197,31 @@ def compiled_chunk(static: Static, length: int) -> Callable:
                    donate_argnums=(0,))
 
 
+def over_members(static: Static, fn: Callable,
+                 in_axes: tuple[Optional[int], ...]) -> Callable:
+    """``fn`` over a leading member axis of the arguments whose axis is 0.
+
+    ``jax.vmap`` for Adam and SGD. For L-BFGS a ``lax.map``: the members run
+    one after another inside the same compiled program. optax's zoom line
+    search branches with ``lax.cond`` on per-member values; under ``vmap``
+    each such cond becomes a select that runs both branches and broadcasts
+    every operand across the batch, the VGG weights included, turning every
+    convolution into a grouped one (64 px: 354 ms per step for 2 members
+    against 46 ms for one).
+    """
+    if not optim.needs_value_fn(static.optim_name):
+        return jax.vmap(fn, in_axes=in_axes)
+
+    def mapped(*args):
+        def one(member_args):
+            it = iter(member_args)
+            return fn(*[next(it) if ax == 0 else a
+                        for a, ax in zip(args, in_axes)])
+        return jax.lax.map(one, [a for a, ax in zip(args, in_axes)
+                                 if ax == 0])
+    return mapped
+
+
 @functools.lru_cache(maxsize=32)
 def compiled_init(static: Static) -> Callable:
     """jit(init_state) for one static setting (L-BFGS evaluates there)."""

@@ -52,7 +52,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from nst_jax import config as cfg
-from nst_jax import images, inputs, stylize
+from nst_jax import images, inputs, optim, stylize
 from nst_jax.errors import UserError
 
 # Config fields that become traced hparams (stylize.hparams_from_config):
@@ -150,9 +150,20 @@ def make_mesh(devices: Optional[list] = None) -> Mesh:
 @functools.lru_cache(maxsize=32)
 def batched_chunk(static: stylize.Static, length: int, mesh: Mesh
                   ) -> Callable:
-    """jit(vmap(run_chunk)) sharded over ``mesh``; the state is donated."""
-    fn = jax.vmap(functools.partial(_run_chunk, static, length),
-                  in_axes=(0, None, None, 0, None))
+    """jit(vmap(run_chunk)) sharded over ``mesh``; the state is donated.
+
+    L-BFGS members are mapped, not vmapped (see ``stylize.over_members``):
+    each device runs its own members one after another.
+    """
+    axes = (0, None, None, 0, None)
+    fn = stylize.over_members(
+        static, functools.partial(_run_chunk, static, length), axes)
+    if optim.needs_value_fn(static.optim_name):
+        spec = tuple(P("batch") if a == 0 else P() for a in axes)
+        # check_vma off: optax's line search mixes per-member and shared
+        # values in cond branches, which the varying-axes check rejects.
+        fn = jax.shard_map(fn, mesh=mesh, in_specs=spec,
+                           out_specs=P("batch"), check_vma=False)
     b, r = NamedSharding(mesh, P("batch")), NamedSharding(mesh, P())
     return jax.jit(fn, in_shardings=(b, r, r, b, r), out_shardings=b,
                    donate_argnums=(0,))

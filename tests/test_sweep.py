@@ -80,8 +80,10 @@ def test_empty_sweep_raises():
         sweep.expand(_tiny(), lambda add: None)
 
 
-def test_batched_members_equal_runs_alone(params):
-    members = sweep.expand(_tiny(init="noise"), _sweep3)
+@pytest.mark.parametrize("opt", ["adam", "lbfgs"])  # vmapped / mapped.
+def test_batched_members_equal_runs_alone(params, opt):
+    members = sweep.expand(_tiny(init="noise", **{"optim.name": opt}),
+                           _sweep3)
     res = sweep.run_group(members, params)
     assert res.status == ["done"] * 3
     for i, c in enumerate(members):
@@ -98,7 +100,7 @@ _SHARDED = """
 import json, jax
 from nst_jax import sweep, vgg19
 from tests.test_sweep import _sweep3, _tiny, _rel
-members = sweep.expand(_tiny(init="noise"), _sweep3)
+members = sweep.expand(_tiny(init="noise", **{"optim.name": "%s"}), _sweep3)
 params = vgg19.random_params(0)
 mesh = sweep.make_mesh()
 a = sweep.run_group(members, params, mesh)  # 3 members padded to 4.
@@ -108,11 +110,12 @@ print(json.dumps({"devices": mesh.size, "status": a.status,
 """
 
 
-def test_sharded_over_four_devices_equals_unsharded():
+@pytest.mark.parametrize("opt", ["adam", "lbfgs"])
+def test_sharded_over_four_devices_equals_unsharded(opt):
     # The device count is fixed when jax starts: use a fresh process.
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT,
                XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    proc = subprocess.run([sys.executable, "-c", _SHARDED], cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-c", _SHARDED % opt], cwd=ROOT,
                           env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
