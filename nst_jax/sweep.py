@@ -11,7 +11,9 @@ once per member with dotted overrides (big_vision style)::
 Members whose configs differ only in :data:`TRACED_KEYS` share a program:
 their hyperparameters are stacked along a leading batch axis and the chunk
 function of ``stylize`` runs under ``jax.vmap`` (VGG params and targets
-broadcast), one ``lax.scan`` chunk of ``log_every`` steps per call. Each other
+broadcast), one ``lax.scan`` chunk of ``log_every`` steps per call; L-BFGS
+members run under ``lax.map`` inside a ``shard_map`` instead (see
+``stylize.over_members``). Each other
 difference (size, layers, optimiser, ...) starts a new group and a new
 program. Multiscale groups run their scales in sequence with the whole batch,
 resizing each member's image between scales, as ``stylize.stylize`` does.
