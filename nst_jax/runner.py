@@ -51,12 +51,14 @@ class _Progress:
         else:
             rate = (info.global_step - self.s0) / max(now - self.t0, 1e-9)
         left = info.total_steps - info.global_step
-        eta = f"{left / rate:6.0f}s" if rate == rate and rate > 0 else "   ?  "
+        known = rate == rate and rate > 0
+        eta = f"{left / rate:6.0f}s" if known else "   ?  "
+        speed = f"{rate:6.2f}" if known else "   ?  "
         r = info.record
         print(f"[nst_jax] step {info.global_step:5d}/{info.total_steps} "
               f"scale {info.scale} loss {r['loss']:.4e} (content "
               f"{r['content']:.3e} style {r['style']:.3e} tv {r['tv']:.3e}) "
-              f"{rate:6.2f} it/s ETA {eta}", file=self.out, flush=True)
+              f"{speed} it/s ETA {eta}", file=self.out, flush=True)
 
 
 def preflight(config: ml_collections.ConfigDict, workdir: str) -> None:

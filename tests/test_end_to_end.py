@@ -99,5 +99,6 @@ def test_run_py_cli_prints_final_path_last(tmp_path):
     assert last == str(wd / "final.png")
     assert os.path.isfile(last)
     assert "it/s" in proc.stderr and "ETA" in proc.stderr
+    assert "nan" not in proc.stderr  # No rate yet shows "?", not NaN.
     man = _json(wd / "manifest.json")
     assert man["overrides"] == {"optim.steps": 2}
