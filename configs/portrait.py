@@ -11,11 +11,11 @@ paper uses face landmarks, which we do not have). Style layers as Gatys 2016.
         --config.content=me.jpg --config.style=self_portrait.jpg
 
 Coarse to fine: 100 L-BFGS steps at 128 px lay the face out, then 200 at
-256 px. On the embedded pair that gives 5% lower relu4_2 structure loss than
+256 px. On the embedded pair that gives 6% lower relu4_2 structure loss than
 configs/default.py at the same style loss (README, "Portrait preset").
 
 With no paths it paints the embedded NASA astronaut portrait in the style of
-the embedded Starry Night: about 80 s on a 2-core CPU after the one-time
+the embedded Starry Night: about 75 s on a 2-core CPU after the one-time
 weight download.
 """
 
