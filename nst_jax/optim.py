@@ -79,7 +79,7 @@ def evaluations(name: str, opt_state) -> jax.Array:
     Adam and SGD: 1. L-BFGS: one per line-search trial (the starting point's
     evaluation is made once, in ``stylize.init_state``).
     """
-    if name != "lbfgs":
+    if not needs_value_fn(name):
         return jnp.ones((), jnp.int32)
     trials = optax.tree_utils.tree_get(opt_state, "num_linesearch_steps")
     return jnp.asarray(trials, jnp.int32)

@@ -54,7 +54,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from nst_jax import config as cfg
-from nst_jax import images, inputs, optim, stylize
+from nst_jax import images, inputs, stylize
 from nst_jax.errors import UserError
 
 # Config fields that become traced hparams (stylize.hparams_from_config):
@@ -152,20 +152,20 @@ def make_mesh(devices: Optional[list] = None) -> Mesh:
 @functools.lru_cache(maxsize=32)
 def batched_chunk(static: stylize.Static, length: int, mesh: Mesh
                   ) -> Callable:
-    """jit(vmap(run_chunk)) sharded over ``mesh``; the state is donated.
+    """run_chunk over the members, sharded over ``mesh``; state donated.
 
-    L-BFGS members are mapped, not vmapped (see ``stylize.over_members``):
-    each device runs its own members one after another.
+    Each device runs its shard of the members with
+    ``stylize.over_members``: vmapped, or one after another for L-BFGS.
     """
     axes = (0, None, None, 0, None)
     fn = stylize.over_members(
         static, functools.partial(_run_chunk, static, length), axes)
-    if optim.needs_value_fn(static.optim_name):
-        spec = tuple(P("batch") if a == 0 else P() for a in axes)
-        # check_vma off: optax's line search mixes per-member and shared
-        # values in cond branches, which the varying-axes check rejects.
-        fn = jax.shard_map(fn, mesh=mesh, in_specs=spec,
-                           out_specs=P("batch"), check_vma=False)
+    # check_vma off: optax's line search mixes per-member and shared values
+    # in cond branches, which the varying-axes check rejects.
+    fn = jax.shard_map(fn, mesh=mesh,
+                       in_specs=tuple(P("batch") if a == 0 else P()
+                                      for a in axes),
+                       out_specs=P("batch"), check_vma=False)
     b, r = NamedSharding(mesh, P("batch")), NamedSharding(mesh, P())
     return jax.jit(fn, in_shardings=(b, r, r, b, r), out_shardings=b,
                    donate_argnums=(0,))
@@ -177,7 +177,8 @@ def _run_chunk(*args):
 
 
 @functools.lru_cache(maxsize=32)
-def _batched_init(static: stylize.Static, mesh: Mesh) -> Callable:
+def batched_init(static: stylize.Static, mesh: Mesh) -> Callable:
+    """init_state over (image0, hp) batched along the members, sharded."""
     b = NamedSharding(mesh, P("batch"))
     r = NamedSharding(mesh, P())
     return jax.jit(jax.vmap(functools.partial(stylize.init_state, static),
@@ -283,7 +284,7 @@ def run_group(configs: list, vgg_params, mesh: Optional[Mesh] = None,
         hp_b = _put(_stack(hps, size_b), batch)
         image0_b = _put(_stack(image0, size_b), batch)
         t = time.perf_counter()
-        init = _batched_init(static, mesh).lower(image0_b, hp_b, params,
+        init = batched_init(static, mesh).lower(image0_b, hp_b, params,
                                                  targets).compile()
         compile_s += time.perf_counter() - t
         state = init(image0_b, hp_b, params, targets)
