@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nst_jax import config as cfg
-from nst_jax import stylize, vgg19
+from nst_jax import stylize, sweep, vgg19
 
 
 def conv_shapes(h: int, w: int, deepest: str) -> list[tuple[int, int, int,
@@ -106,19 +106,13 @@ def bench_step(size: int, optimiser: str, batch: int, steps: int = 20,
     if batch == 1:  # The program run.py runs.
         hp = hp1
         state = stylize.compiled_init(static)(image0, hp, params, targets)
-        run = jax.jit(functools.partial(stylize.run_chunk, static, chunk),
-                      donate_argnums=(0,))
-    else:  # The program a sweep of `batch` members runs.
+        run = stylize.compiled_chunk(static, chunk)
+    else:  # The program a sweep of `batch` members runs, on one device.
+        mesh = sweep.make_mesh(jax.devices()[:1])
         hp = jax.tree_util.tree_map(lambda a: jnp.stack([a] * batch), hp1)
-        # Everything passed as arguments: closed-over arrays would be
-        # constant-folded by XLA at compile time (minutes at 512 px).
-        state = jax.jit(jax.vmap(functools.partial(stylize.init_state,
-                                                   static),
-                                 in_axes=(None, 0, None, None)))(
-            image0, hp, params, targets)
-        run = jax.jit(stylize.over_members(
-            static, functools.partial(stylize.run_chunk, static, chunk),
-            (0, None, None, 0, None)), donate_argnums=(0,))
+        state = sweep.batched_init(static, mesh)(
+            jnp.stack([image0] * batch), hp, params, targets)
+        run = sweep.batched_chunk(static, chunk, mesh)
     n = jnp.int32(chunk)
     t = time.perf_counter()
     compiled = run.lower(state, params, targets, hp, n).compile()
@@ -189,7 +183,8 @@ def run(sizes: Sequence[int] = (256, 512), optimisers=("adam", "lbfgs"),
 
 def table(result: dict) -> str:
     cols = ["size", "optimiser", "batch", "dtype", "compile_s", "ms_per_step",
-            "evals_per_step", "achieved_gflops", "plain_conv_gflops", "ratio_to_plain_conv"]
+            "evals_per_step", "achieved_gflops", "plain_conv_gflops",
+            "ratio_to_plain_conv"]
     lines = [" | ".join(cols), " | ".join("---" for _ in cols)]
     for r in result["rows"]:
         lines.append(" | ".join(str(r[c]) for c in cols))

@@ -17,7 +17,8 @@ from nst_jax import benchmark  # noqa: E402
 
 _SIZES = flags.DEFINE_list("sizes", ["256", "512"], "Image long sides.")
 _OPTS = flags.DEFINE_list("optimisers", ["adam", "lbfgs"], "Optimisers.")
-_BATCHES = flags.DEFINE_list("batches", ["1", "8"], "Batch sizes (vmap).")
+_BATCHES = flags.DEFINE_list("batches", ["1", "8"],
+                             "Batch sizes (above 1: as a sweep runs them).")
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps after warm-up.")
 _CHUNK = flags.DEFINE_integer("chunk", 10, "Steps per compiled chunk.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
