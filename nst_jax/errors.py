@@ -5,6 +5,11 @@ bug and keeps its traceback.
 """
 
 
+def one_line(e: BaseException) -> str:
+    """An exception's message folded onto one line (its type if empty)."""
+    return " ".join(str(e).split()) or type(e).__name__
+
+
 class UserError(Exception):
     """Bad input: the message says what is wrong and what to do instead."""
 

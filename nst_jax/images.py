@@ -8,7 +8,6 @@ and every bad file becomes one ``UserError`` line that names the path.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 import warnings
@@ -265,17 +264,3 @@ def save(path: PathLike, rgb: Any) -> None:
         raise UserError(f"cannot save image {p}: {e.strerror or e}; check "
                         "that the folder exists, is writable and has "
                         "space") from None
-
-
-def sha256_file(path: PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    p = os.fspath(path)
-    _check_file(p, allow_empty=True)
-    h = hashlib.sha256()
-    try:
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError as e:
-        raise UserError(f"cannot read {p}: {e.strerror or e}") from None
-    return h.hexdigest()

