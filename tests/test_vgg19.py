@@ -110,3 +110,11 @@ def test_custom_conv_gradient_equals_autodiff():
         np.testing.assert_allclose(jax.grad(new, arg)(x, k),
                                    jax.grad(ref, arg)(x, k), rtol=1e-5,
                                    atol=1e-5)
+
+
+def test_reference_file_is_the_float64_numpy_vgg_of_its_input(real_params):
+    # tests/data/REFERENCE.md says how the file was made; hold it to that.
+    ref = np.load(DATA)
+    ours = _numpy_vgg(real_params, ref["input_bgr"][0], "relu5_1")
+    for l in (k for k in ref.files if k.startswith("relu")):
+        assert _rel_err(ref[l][0], ours[l]) <= 1e-6, l
