@@ -6,7 +6,7 @@ conv FLOPs of one forward plus one input-gradient pass, and, measured in the
 same process, the plain 3x3-conv GFLOP/s of the same layer shapes run alone.
 Their ratio says how close the whole step (ReLU, pooling, Grams, optimiser,
 scan) comes to the machine's conv throughput. FLOPs count the loss-and-
-gradient evaluations actually made (``stylize.run_chunk`` reports them):
+gradient evaluations actually made (``loop.run_chunk`` reports them):
 one per Adam step, one per line-search trial for L-BFGS. The metrics
 evaluation at the end of each chunk is timed but not counted, so the figure
 is a slight underestimate. Random weights: speed does not depend on values.
@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nst_jax import config as cfg
-from nst_jax import stylize, sweep, vgg19
+from nst_jax import loop, sharding, targets, vgg19
 
 
 def conv_shapes(h: int, w: int, deepest: str) -> list[tuple[int, int, int,
@@ -95,36 +95,32 @@ def bench_step(size: int, optimiser: str, batch: int, steps: int = 20,
     c = _config(size, optimiser)
     c.model.dtype = dtype
     params = params if params is not None else vgg19.random_params(0)
-    static = stylize.static_from_config(c, steps)
+    static = loop.static_from_config(c, steps)
     rng = np.random.RandomState(0)
     content = rng.uniform(0, 255, (size, size, 3)).astype(np.float32)
     style = rng.uniform(0, 255, (size, size, 3)).astype(np.float32)
-    targets = stylize.compute_targets(params, static.spec, content, [style])
-    hp1 = jax.tree_util.tree_map(jnp.asarray,
-                                 stylize.hparams_from_config(c, 1))
-    image0 = stylize.init_image("content", hp1, content)
-    if batch == 1:  # The program run.py runs.
-        hp = hp1
-        state = stylize.compiled_init(static)(image0, hp, params, targets)
-        run = stylize.compiled_chunk(static, chunk)
-    else:  # The program a sweep of `batch` members runs, on one device.
-        mesh = sweep.make_mesh(jax.devices()[:1])
-        hp = jax.tree_util.tree_map(lambda a: jnp.stack([a] * batch), hp1)
-        state = sweep.batched_init(static, mesh)(
-            jnp.stack([image0] * batch), hp, params, targets)
-        run = sweep.batched_chunk(static, chunk, mesh)
+    tgt = targets.compute(params, static.spec, content, [style])
+    hp1 = loop.hparams_from_config(c, 1)
+    image0 = np.asarray(targets.init_image("content", 0, content))
+    # Batch 1 is the program run.py runs (a group of one, squeezed inside
+    # the program); above 1, the one a sweep of that many members runs on
+    # one device.
+    progs = loop.programs(static, chunk, sharding.single_device_mesh())
+    hp = jax.tree_util.tree_map(lambda a: jnp.stack([a] * batch), hp1)
+    state = progs.init(jnp.stack([image0] * batch), hp, params, tgt)
+    run = progs.chunk
     n = jnp.int32(chunk)
     t = time.perf_counter()
-    compiled = run.lower(state, params, targets, hp, n).compile()
+    compiled = run.lower(state, params, tgt, hp, n).compile()
     compile_s = time.perf_counter() - t
-    state, *_ = compiled(state, params, targets, hp, n)  # Warm-up chunk.
+    state, *_ = compiled(state, params, tgt, hp, n)  # Warm-up chunk.
     jax.block_until_ready(state)
     deepest = vgg19.deepest(static.spec.layers)
     flops_eval = step_flops(size, size, deepest)
     per_step, rates, evals = [], [], 0
     for _ in range(max(1, -(-steps // chunk))):
         t = time.perf_counter()
-        state, losses_T, aux, _ = compiled(state, params, targets, hp, n)
+        state, losses_T, aux, _ = compiled(state, params, tgt, hp, n)
         jax.block_until_ready(losses_T)
         dt = time.perf_counter() - t
         e = int(np.sum(jax.device_get(aux["evals"])))  # Over the batch.
@@ -160,15 +156,19 @@ def peak_memory() -> dict:
 def run(sizes: Sequence[int] = (256, 512), optimisers=("adam", "lbfgs"),
         batches=(1, 8), steps: int = 20, chunk: int = 10,
         dtype: str = "float32", log=None) -> dict:
-    """Every combination; returns {"device", "rows", "plain_conv", ...}."""
+    """Every combination; returns {"device", "rows", "plain_conv", ...}.
+
+    The plain-conv reference runs in the same dtype as the step, so a
+    bfloat16 step is compared with bfloat16 convolutions.
+    """
     rows, plain = [], {}
     deepest = vgg19.deepest(cfg.base().loss.style_layers
                             + cfg.base().loss.content_layers)
     for size in sizes:
         for batch in batches:
             key = f"{size}x{batch}"
-            plain[key] = round(plain_conv_gflops(size, size, deepest, batch),
-                               2)
+            plain[key] = round(plain_conv_gflops(
+                size, size, deepest, batch, dtype=jnp.dtype(dtype)), 2)
             for opt in optimisers:
                 r = bench_step(size, opt, batch, steps, chunk, dtype)
                 r["plain_conv_gflops"] = plain[key]
@@ -178,7 +178,8 @@ def run(sizes: Sequence[int] = (256, 512), optimisers=("adam", "lbfgs"),
                 if log:
                     log(r)
     return {"device": str(jax.devices()[0]), "backend": jax.default_backend(),
-            "jax": jax.__version__, "rows": rows, "memory": peak_memory()}
+            "jax": jax.__version__, "dtype": dtype, "rows": rows,
+            "plain_conv": plain, "memory": peak_memory()}
 
 
 def table(result: dict) -> str:

@@ -17,14 +17,12 @@ from typing import Any
 
 import ml_collections
 
-from nst_jax import vgg19
+from nst_jax import color, vgg19
 from nst_jax.errors import UserError
 
 OPTIMIZERS = ("adam", "lbfgs", "sgd")
 SCHEDULES = ("constant", "cosine", "exponential")
 INITS = ("content", "noise", "style", "file")
-PRESERVE = ("none", "luminance", "match")
-MATCH_METHODS = ("linear", "sym", "histogram")
 ALIGN = ("none", "features", "masks", "flow")
 DTYPES = ("float32", "bfloat16")
 
@@ -67,7 +65,10 @@ def base() -> ml_collections.ConfigDict:
 
     c.optim = ml_collections.ConfigDict()
     c.optim.name = "lbfgs"  # adam | lbfgs | sgd
-    c.optim.learning_rate = 1.0  # lbfgs: initial step; adam/sgd: px per step.
+    # adam/sgd: pixels (0..255 scale) per step. L-BFGS's line search picks
+    # its own step, so there it only scales a decaying schedule (cosine,
+    # exponential); with the constant schedule it must stay 1.0.
+    c.optim.learning_rate = 1.0
     c.optim.schedule = "constant"  # constant | cosine | exponential
     c.optim.decay_rate = 0.1  # exponential: lr multiplier after all steps.
     c.optim.steps = 300  # Steps per scale.
@@ -196,12 +197,20 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _choice("init", c.init, INITS)
     _choice("model.pooling", c.model.pooling, vgg19.POOLINGS)
     _choice("model.dtype", c.model.dtype, DTYPES)
-    _choice("color.preserve", c.color.preserve, PRESERVE)
-    _choice("color.match_method", c.color.match_method, MATCH_METHODS)
+    _choice("color.preserve", c.color.preserve, color.PRESERVE_MODES)
+    _choice("color.match_method", c.color.match_method,
+            color.MATCH_METHODS)
     _choice("portrait.align", c.portrait.align, ALIGN)
     _finite_nonneg("optim.learning_rate", c.optim.learning_rate)
     if c.optim.learning_rate == 0:
         raise UserError("optim.learning_rate must be > 0")
+    if "optim.learning_rate" in inert_fields(c) and (
+            c.optim.learning_rate != 1.0):
+        raise UserError(
+            f"optim.learning_rate={c.optim.learning_rate!r} has no effect: "
+            f"{inert_fields(c)['optim.learning_rate']}; leave it at 1.0, or "
+            "use --config.optim.schedule=cosine (or exponential) to scale "
+            "L-BFGS's steps")
     if not 0 <= c.optim.ema_decay < 1:
         raise UserError(f"optim.ema_decay must be in [0, 1), got "
                         f"{c.optim.ema_decay!r}")
@@ -268,28 +277,58 @@ def override(c: ml_collections.ConfigDict,
              overrides: dict[str, Any]) -> ml_collections.ConfigDict:
     """A locked copy of ``c`` with dotted-key overrides applied.
 
-    ``{"loss.style_weight": 0.1}`` sets ``c.loss.style_weight``; lists become
-    tuples where the field is a tuple. Nothing is validated (see
+    ``{"loss.style_weight": 0.1}`` sets ``c.loss.style_weight`` (lists
+    become tuples where the field is a tuple), through
+    ``ConfigDict.update_from_flattened_dict`` on a locked copy, so an
+    unknown field or a wrong type raises. Nothing is validated (see
     :func:`validate`), so tests can build deliberately bad configs.
+
+    Raises:
+      UserError: an unknown field or a value of the wrong type.
     """
-    c = copy_unlocked(c)
+    new = lock(copy_unlocked(c))
     for key, value in overrides.items():
-        node = c
-        *path, last = key.split(".")
-        for p in path:
-            if not (isinstance(node, ml_collections.ConfigDict)
-                    and p in node):
-                raise UserError(f"override {key!r}: unknown config "
-                                f"field {p!r}")
-            node = node[p]
-        if (not isinstance(node, ml_collections.ConfigDict)
-                or last not in node
-                or isinstance(node[last], ml_collections.ConfigDict)):
-            raise UserError(f"override {key!r} is not a config field")
-        if isinstance(node[last], tuple) and isinstance(value, (list, tuple)):
-            value = tuple(value)
         try:
-            node[last] = value
-        except TypeError as e:
-            raise UserError(f"override {key}={value!r}: {e}") from None
-    return from_dict(to_dict(c))
+            new.update_from_flattened_dict({key: value})
+        except KeyError:
+            raise UserError(f"override {key!r} is not a config field") \
+                from None
+        except TypeError:
+            raise UserError(f"override {key}={value!r} has the wrong type "
+                            "for that field") from None
+    return from_dict(to_dict(new))
+
+
+def inert_fields(c: ml_collections.ConfigDict) -> dict[str, str]:
+    """{dotted field: why it has no effect} under ``c``.
+
+    A sweep that varies only such a field would make identical members,
+    so sweeps refuse it; a config refuses a non-default L-BFGS learning
+    rate (see :func:`validate`).
+    """
+    o, P = c.optim, c.portrait
+    out = {}
+    if o.name == "lbfgs" and o.schedule == "constant":
+        out["optim.learning_rate"] = ("L-BFGS with the constant schedule "
+                                      "takes the step its line search picks")
+    if o.schedule != "exponential":
+        out["optim.decay_rate"] = "only the exponential schedule uses it"
+    if o.name != "lbfgs":
+        out["optim.memory_size"] = "only L-BFGS keeps a history"
+    if c.init != "noise":
+        out["seed"] = f"it seeds only init=noise (init is {c.init!r})"
+    if c.init != "file":
+        out["init_path"] = "only init=file reads it"
+    if c.color.preserve != "match":
+        out["color.match_method"] = "only color.preserve=match uses it"
+    if len(c.style) <= 1:
+        out["style_blend"] = "there is only one style image"
+    off = {"content_mask": "masks", "style_mask": "masks", "flow": "flow",
+           "align_layer": "features"}
+    for field in ("layers", "g_min", "g_max", "align", *off):
+        if not P.enabled:
+            out[f"portrait.{field}"] = "portrait.enabled is False"
+        elif field in off and P.align != off[field]:
+            out[f"portrait.{field}"] = (f"only portrait.align="
+                                        f"{off[field]} uses it")
+    return out

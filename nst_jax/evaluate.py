@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nst_jax import images, losses, stylize
+from nst_jax import images, losses, vgg19
 
 STRUCTURE_LAYER = "relu4_2"
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -25,9 +25,9 @@ def score(vgg_params, image_rgb: np.ndarray, content_rgb: np.ndarray,
     if content_rgb.shape[:2] != image_rgb.shape[:2]:
         content_rgb = images.resize(content_rgb, image_rgb.shape[:2])
     layers = (STRUCTURE_LAYER,) + STYLE_LAYERS
-    fi = stylize.features(vgg_params, image_rgb, layers)
-    fc = stylize.features(vgg_params, content_rgb, (STRUCTURE_LAYER,))
-    fs = stylize.features(vgg_params, style_rgb, STYLE_LAYERS)
+    fi = vgg19.features(vgg_params, image_rgb, layers)
+    fc = vgg19.features(vgg_params, content_rgb, (STRUCTURE_LAYER,))
+    fs = vgg19.features(vgg_params, style_rgb, STYLE_LAYERS)
     structure = losses.mse(fi[STRUCTURE_LAYER], fc[STRUCTURE_LAYER])
     style = sum(losses.mse(losses.gram(fi[l]), losses.gram(fs[l]))
                 for l in STYLE_LAYERS)

@@ -1,8 +1,9 @@
 """Turns a config into the arrays one scale of a run needs.
 
-Reads and validates the content, style, mask and init images, applies colour
-preservation, aligns the style portrait for the gain maps, all in RGB 0..255
-numpy arrays. Nothing here is traced.
+Reads and validates the content, style, mask, init and flow inputs and
+applies colour preservation, all as RGB 0..255 numpy arrays. Nothing here
+is traced. :func:`check` validates every input file once, before a run
+directory exists.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from typing import NamedTuple, Optional
 import ml_collections
 import numpy as np
 
-from nst_jax import images, vgg19
+from nst_jax import color, config as cfg, images, vgg19
 from nst_jax.errors import UserError
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 DEFAULT_CONTENT = os.path.join(ASSETS, "content.jpg")
 DEFAULT_STYLE = os.path.join(ASSETS, "style.jpg")
+# Relative aspect-ratio tolerance for masks and flows against the content.
+_ASPECT_TOLERANCE = 0.02
 
 
 def content_path(config: ml_collections.ConfigDict) -> str:
@@ -64,14 +67,84 @@ def min_side(config: ml_collections.ConfigDict) -> int:
     return vgg19.STRIDE[vgg19.deepest(layers)]
 
 
-def _check_mask_aspect(mask: str, content: str, max_pixels: int) -> None:
-    """A mask must have the content's aspect ratio (it is resized to it)."""
-    mh, mw = images.load(mask, max_pixels=max_pixels).shape[:2]
-    ch, cw = images.load(content, max_pixels=max_pixels).shape[:2]
-    if abs(mw / mh - cw / ch) > 0.02 * (cw / ch):
-        raise UserError(f"mask {mask} is {mw}x{mh} but the content image "
-                        f"is {cw}x{ch}; a mask must have the content's "
-                        "shape (any scale)")
+def _check_aspect(what: str, hw: tuple, image_hw: tuple,
+                  image: str = "the content image") -> None:
+    (h, w), (ih, iw) = hw, image_hw
+    if abs(w / h - iw / ih) > _ASPECT_TOLERANCE * (iw / ih):
+        raise UserError(f"{what} is {w}x{h} but {image} is {iw}x{ih}; it "
+                        "must have that image's shape (any scale)")
+
+
+def load_flow(path: str, content_hw: tuple) -> np.ndarray:
+    """A portrait flow file: (H, W, 2) float source (y, x) per pixel.
+
+    Any size with the content's aspect ratio (it is rescaled per scale).
+
+    Raises:
+      UserError: missing, unreadable, wrong shape or dtype, NaN/inf.
+    """
+    if not path:
+        raise UserError("portrait.align is 'flow' but portrait.flow is "
+                        "empty; give an .npy of (H, W, 2) source coords")
+    try:
+        flow = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise UserError(f"flow {path}: cannot read it as an .npy array "
+                        f"({' '.join(str(e).split())})") from None
+    if (flow.ndim != 3 or flow.shape[-1] != 2 or min(flow.shape[:2]) < 1
+            or not np.issubdtype(flow.dtype, np.number)):
+        raise UserError(f"flow {path} has shape {flow.shape} and dtype "
+                        f"{flow.dtype}; it must be a numeric (H, W, 2) "
+                        "array of source (y, x) per content pixel")
+    flow = flow.astype(np.float32)
+    if not np.all(np.isfinite(flow)):
+        raise UserError(f"flow {path} contains NaN or infinite coordinates")
+    _check_aspect(f"flow {path}", flow.shape[:2], content_hw)
+    return flow
+
+
+def _load_mask(path: str, content_hw: tuple, max_pixels: int, what: str
+               ) -> np.ndarray:
+    mask = images.load_mask(path, content_hw, max_pixels)
+    if not np.any(mask > 0):
+        raise UserError(f"{what} {path} is empty (all black); it needs "
+                        "some white")
+    return mask
+
+
+def check(config: ml_collections.ConfigDict) -> None:
+    """Validates every input file of ``config`` without running anything.
+
+    Decodes each image once at the first scale (a bad file fails here,
+    before a run directory exists) and checks masks and flows against the
+    content's shape.
+
+    Raises:
+      UserError: one line naming the file and the problem.
+    """
+    for role, path in input_paths(config).items():
+        if not path:
+            raise UserError(f"{role} path is empty")
+        if not os.path.exists(path):
+            raise UserError(f"{role} file {path} does not exist")
+        if os.path.isdir(path):
+            raise UserError(f"{role} path {path} is a directory; give an "
+                            "image file")
+    inp = prepare(config, cfg.scales(config)[0][0])
+    hw = inp.content_rgb.shape[:2]
+    P = config.portrait
+    if P.enabled and P.align == "masks":
+        # Each face mask must have the shape of the image it outlines.
+        for what, path, image in (
+                ("portrait.content_mask", P.content_mask,
+                 content_path(config)),
+                ("portrait.style_mask", P.style_mask, style_paths(config)[0])):
+            size = images.load(path, max_pixels=config.max_pixels).shape[:2]
+            _check_aspect(f"{what} {path}", size, images.load(
+                image, max_pixels=config.max_pixels).shape[:2], image)
+            _load_mask(path, hw, config.max_pixels, what)
+    if P.enabled and P.align == "flow":
+        load_flow(P.flow, hw)
 
 
 def prepare(config: ml_collections.ConfigDict, size: int) -> ScaleInputs:
@@ -89,8 +162,6 @@ def prepare(config: ml_collections.ConfigDict, size: int) -> ScaleInputs:
                           min_side=need) for p in style_paths(config)]
     original = content
     mode = config.color.preserve
-    if mode != "none":
-        from nst_jax import color  # Only colour-preserving runs need it.
     if mode == "luminance":
         styles = [color.match_luminance(s, content) for s in styles]
         content = color.to_luminance_rgb(content)
@@ -99,12 +170,13 @@ def prepare(config: ml_collections.ConfigDict, size: int) -> ScaleInputs:
                   for s in styles]
     masks = None
     if config.masks:
+        original_hw = images.load(content_path(config),
+                                  max_pixels=config.max_pixels).shape[:2]
         for p in config.masks:
-            _check_mask_aspect(p, content_path(config), config.max_pixels)
-        masks = np.stack([images.load_mask(p, (h, w)) for p in config.masks])
-        if np.any(masks.sum(axis=(1, 2)) == 0):
-            raise UserError("a style mask is empty (all black); each mask "
-                            "needs some white where its style goes")
+            _check_aspect(f"mask {p}", images.load(
+                p, max_pixels=config.max_pixels).shape[:2], original_hw)
+        masks = np.stack([_load_mask(p, (h, w), config.max_pixels, "mask")
+                          for p in config.masks])
     init = None
     if config.init == "style":
         init = images.resize(styles[0], (h, w))

@@ -7,34 +7,29 @@ depend on the value, only on the name.
 
 from __future__ import annotations
 
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 import optax
 
 
-def schedule(kind: str, learning_rate, steps: int,
-             decay_rate: float = 0.1) -> Callable[[jax.Array], jax.Array]:
-    """Learning rate as a function of the step count.
+def schedule(kind: str, learning_rate, steps: int, decay_rate: float = 0.1):
+    """The learning rate: a constant, or an optax schedule of the step count.
 
     Args:
-      kind: "constant", "cosine" (to 0 at ``steps``) or "exponential"
-        (multiplied by ``decay_rate`` over ``steps``).
+      kind: "constant", "cosine" (``optax.cosine_decay_schedule``, to 0 at
+        ``steps``) or "exponential" (``optax.exponential_decay``:
+        multiplied by ``decay_rate`` over ``steps``, smoothly).
       learning_rate: peak value; a Python float or a traced scalar.
       steps: steps in the run (the horizon of the decaying schedules).
       decay_rate: final multiplier of the exponential schedule.
     """
     if kind == "constant":
-        return lambda count: learning_rate * jnp.ones((), jnp.float32)
+        return learning_rate
     if kind == "cosine":
-        def cosine(count):
-            frac = jnp.minimum(count / max(steps, 1), 1.0)
-            return learning_rate * 0.5 * (1 + jnp.cos(jnp.pi * frac))
-        return cosine
+        return optax.cosine_decay_schedule(learning_rate, max(steps, 1))
     if kind == "exponential":
-        return lambda count: learning_rate * decay_rate ** (
-            count / max(steps, 1))
+        return optax.exponential_decay(learning_rate, max(steps, 1),
+                                       decay_rate)
     raise ValueError(f"unknown schedule {kind!r}")
 
 
@@ -46,19 +41,19 @@ def make(name: str, learning_rate, *, steps: int, schedule_kind: str =
     Args:
       name: "adam", "sgd" or "lbfgs". L-BFGS (Gatys et al.'s choice) uses
         optax's zoom line search, which picks the step length; its updates
-        need ``value``, ``grad`` and ``value_fn`` (see ``stylize``). With the
-        constant schedule L-BFGS ignores the learning rate; a decaying
-        schedule scales its search direction.
+        need ``value``, ``grad`` and ``value_fn`` (see ``loop.step``). With
+        the constant schedule L-BFGS takes no learning rate (config
+        validation refuses one); a decaying schedule scales its search
+        direction.
       learning_rate: float or traced scalar.
       steps, schedule_kind, decay_rate: the learning-rate schedule.
       memory_size: L-BFGS history length.
     """
     lr = schedule(schedule_kind, learning_rate, steps, decay_rate)
     if name == "adam":
-        return optax.chain(optax.scale_by_adam(),
-                           optax.scale_by_learning_rate(lr))
+        return optax.adam(lr)
     if name == "sgd":
-        return optax.chain(optax.scale_by_learning_rate(lr))
+        return optax.sgd(lr)
     if name == "lbfgs":
         return optax.lbfgs(
             learning_rate=None if schedule_kind == "constant" else lr,
@@ -77,7 +72,7 @@ def evaluations(name: str, opt_state) -> jax.Array:
     """Loss-and-gradient evaluations the step that produced ``opt_state`` made.
 
     Adam and SGD: 1. L-BFGS: one per line-search trial (the starting point's
-    evaluation is made once, in ``stylize.init_state``).
+    evaluation is made once, in ``loop.init_state``).
     """
     if not needs_value_fn(name):
         return jnp.ones((), jnp.int32)

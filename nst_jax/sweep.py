@@ -1,4 +1,4 @@
-"""Hyperparameter sweeps: one compiled, vmapped, sharded program per group.
+"""Hyperparameter sweeps: expand a sweep file, run it, tabulate it.
 
 A sweep file holds ``get_config()`` and ``sweep(add)``; ``add`` is called
 once per member with dotted overrides (big_vision style)::
@@ -8,25 +8,23 @@ once per member with dotted overrides (big_vision style)::
             for seed in (0, 1):
                 add(**{"loss.style_weight": w, "seed": seed})
 
-Members whose configs differ only in :data:`TRACED_KEYS` share a program:
-their hyperparameters are stacked along a leading batch axis and the chunk
-function of ``stylize`` runs under ``jax.vmap`` (VGG params and targets
-broadcast), one ``lax.scan`` chunk of ``log_every`` steps per call; L-BFGS
-members run under ``lax.map`` inside a ``shard_map`` instead (see
-``stylize.over_members``). Each other
-difference (size, layers, optimiser, ...) starts a new group and a new
-program. Multiscale groups run their scales in sequence with the whole batch,
-resizing each member's image between scales, as ``stylize.stylize`` does.
+Members run through the same driver and run directories as single runs
+(``nst_jax.runner``): members whose configs differ only in traced fields
+(``nst_jax.loop.TRACED_KEYS``) share one compiled program, vmapped (Adam,
+SGD) or mapped (L-BFGS) along a member axis that is sharded over all
+devices; any other difference starts a new group. Each member gets a run
+directory with checkpoints at ``checkpoint_every``; the sweep directory
+adds ``sweep.json``, ``results.csv``, ``results.json`` and
+``contact_sheet.png``. ``--config.resume=SWEEP_DIR`` continues an
+interrupted sweep into a new directory: members with a checkpoint continue
+from it, members whose group never started start afresh.
 
-The batch axis is sharded over a ``jax.sharding.Mesh`` of all devices (axis
-"batch"); VGG params and targets are replicated. The batch is padded to a
-multiple of the device count by repeating the last member; padded results
-are dropped. One host with several GPUs needs nothing more: the process
-sees them all. Several hosts (TPU pod slice, multi-node GPU): start one
-process per host, all with the same command plus ``--distributed``, which
+Several hosts (TPU pod slice, multi-node GPU): start one process per host,
+all with the same command plus ``--distributed`` (scripts/sweep.py), which
 calls ``jax.distributed.initialize()`` before anything touches a device; it
 finds the coordinator, process count and index itself on Cloud TPU, SLURM,
-Open MPI (``mpirun``) and Kubernetes. On a TPU pod slice::
+Open MPI and Kubernetes (elsewhere pass ``--coordinator``,
+``--num_processes`` and ``--process_id``). On a TPU pod slice::
 
     gcloud compute tpus tpu-vm ssh NAME --worker=all --command \\
       "cd nst_jax && python scripts/sweep.py --distributed \\
@@ -34,41 +32,37 @@ Open MPI (``mpirun``) and Kubernetes. On a TPU pod slice::
 
 and on GPU nodes under SLURM, ``srun --ntasks-per-node=1 python
 scripts/sweep.py --distributed ...``. Every process runs the same program on
-its own shard of the batch; results are gathered to every process and only
-process 0 writes files, so ``--workdir`` only needs to be writable there;
-every host needs the input images and weights. Give an explicit
+its own shard of the members; results are gathered to every process and
+only process 0 writes files, so ``--workdir`` only needs to be writable
+there; every host needs the input images and weights. A check that fails on
+any process ends every process with exit status 2. Give an explicit
 ``--workdir``: the default holds a timestamp that may differ between hosts.
 """
 
 from __future__ import annotations
 
-import functools
+import csv
+import importlib.util
+import io
 import json
+import os
+import sys
 import time
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, Optional, TextIO
 
-import jax
-import jax.numpy as jnp
 import ml_collections
-import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from flax import traverse_util
+from jax.sharding import Mesh
 
-from nst_jax import config as cfg
-from nst_jax import images, inputs, stylize
+from nst_jax import atomic, config as cfg, driver, plot, rundir, runner
+from nst_jax import sharding
 from nst_jax.errors import UserError
 
-# Config fields that become traced hparams (stylize.hparams_from_config):
-# members differing only in these share one compiled program.
-TRACED_KEYS = ("loss.content_weight", "loss.style_weight", "loss.tv_weight",
-               "loss.content_layer_weights", "loss.style_layer_weights",
-               "style_blend", "optim.learning_rate", "optim.ema_decay",
-               "seed")
 RESULT_TERMS = ("loss", "content", "style", "tv")
 
 
 def load_sweep_fn(config_file: str) -> Callable:
     """The ``sweep(add)`` function of a config file (``path[:arg]``)."""
-    import importlib.util
     path = config_file.split(":", 1)[0]  # As config_flags splits it.
     try:
         spec = importlib.util.spec_from_file_location("nst_sweep_file", path)
@@ -102,8 +96,8 @@ def expand(config: ml_collections.ConfigDict, sweep_fn: Callable
     """
     members = []
     for i, over in enumerate(collect(sweep_fn)):
-        c = cfg.override(config, over)
         try:
+            c = cfg.override(config, over)
             cfg.validate(c)
         except UserError as e:
             raise UserError(f"sweep member {i} ({over}): {e}") from None
@@ -111,222 +105,184 @@ def expand(config: ml_collections.ConfigDict, sweep_fn: Callable
     return members
 
 
-def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    """Nested dict -> {dotted key: leaf} (vit ``common.flatten``)."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = v
-    return out
-
-
-def group_key(config: ml_collections.ConfigDict) -> str:
-    """The config without its traced fields: equal keys, one program."""
-    flat = flatten(cfg.to_dict(config))
-    return json.dumps({k: v for k, v in flat.items() if k not in TRACED_KEYS},
-                      sort_keys=True)
-
-
-def group(configs: list) -> list[list[int]]:
-    """Member indices per group, groups in order of first appearance."""
-    groups: dict[str, list[int]] = {}
-    for i, c in enumerate(configs):
-        groups.setdefault(group_key(c), []).append(i)
-    return list(groups.values())
+def _flat(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    return traverse_util.flatten_dict(cfg.to_dict(config), sep=".")
 
 
 def varying_keys(configs: list) -> list[str]:
     """Dotted config keys whose value is not the same for every member."""
-    flats = [flatten(cfg.to_dict(c)) for c in configs]
+    flats = [_flat(c) for c in configs]
     return sorted(k for k in flats[0] if any(f[k] != flats[0][k]
                                              for f in flats))
 
 
-def make_mesh(devices: Optional[list] = None) -> Mesh:
-    """A 1-D mesh with axis "batch" over ``devices`` (default: all)."""
-    return Mesh(np.asarray(devices or jax.devices()), ("batch",))
+def check_effective(configs: list) -> None:
+    """Refuses a sweep that varies a field no member's run reads.
 
-
-@functools.lru_cache(maxsize=32)
-def batched_chunk(static: stylize.Static, length: int, mesh: Mesh
-                  ) -> Callable:
-    """run_chunk over the members, sharded over ``mesh``; state donated.
-
-    Each device runs its shard of the members with
-    ``stylize.over_members``: vmapped, or one after another for L-BFGS.
+    Raises:
+      UserError: naming the field and why it has no effect.
     """
-    axes = (0, None, None, 0, None)
-    fn = stylize.over_members(
-        static, functools.partial(_run_chunk, static, length), axes)
-    # check_vma off: optax's line search mixes per-member and shared values
-    # in cond branches, which the varying-axes check rejects.
-    fn = jax.shard_map(fn, mesh=mesh,
-                       in_specs=tuple(P("batch") if a == 0 else P()
-                                      for a in axes),
-                       out_specs=P("batch"), check_vma=False)
-    b, r = NamedSharding(mesh, P("batch")), NamedSharding(mesh, P())
-    return jax.jit(fn, in_shardings=(b, r, r, b, r), out_shardings=b,
-                   donate_argnums=(0,))
+    for key in varying_keys(configs):
+        reasons = [cfg.inert_fields(c).get(key) for c in configs]
+        if all(reasons):
+            raise UserError(f"the sweep varies {key}, which has no effect "
+                            f"here ({reasons[0]}): its members would be "
+                            "identical")
 
 
-def _run_chunk(*args):
-    # Looked up at trace time, so tests can count traces by patching it.
-    return stylize.run_chunk(*args)
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_fmt(x) for x in v) + "]"
+    return str(v)
 
 
-@functools.lru_cache(maxsize=32)
-def batched_init(static: stylize.Static, mesh: Mesh) -> Callable:
-    """init_state over (image0, hp) batched along the members, sharded."""
-    b = NamedSharding(mesh, P("batch"))
-    r = NamedSharding(mesh, P())
-    return jax.jit(jax.vmap(functools.partial(stylize.init_state, static),
-                            in_axes=(0, 0, None, None)),
-                   in_shardings=(b, b, r, r), out_shardings=b)
+def _write_results(workdir: str, rows: list[dict]) -> None:
+    rundir.write_json(os.path.join(workdir, "results.json"), rows)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v
+                    for k, v in r.items()})
+    atomic.write_bytes(os.path.join(workdir, "results.csv"),
+                       buf.getvalue().encode())
 
 
-def _put(tree, sharding: NamedSharding):
-    """Host values -> global arrays; works across processes as well."""
-    def one(x):
-        x = np.asarray(x)
-        return jax.make_array_from_callback(x.shape, sharding,
-                                            lambda idx: x[idx])
-    return jax.tree_util.tree_map(one, tree)
+def _rows(names: list, configs: list, varying: list, groups: list,
+          results: list) -> list[dict]:
+    group_of = {i: gi for gi, idx in enumerate(groups) for i in idx}
+    rows = []
+    for i, res in enumerate(results):
+        if res is None:  # Its group never started.
+            continue
+        last = res.metrics[-1] if res.metrics else {}
+        flat = _flat(configs[i])
+        rows.append({"member": names[i], "group": group_of[i],
+                     **{k: flat[k] for k in varying}, "status": res.status,
+                     **{t: last.get(t) for t in RESULT_TERMS},
+                     "wall_s": res.wall_s, "group_compile_s": res.compile_s,
+                     "group_size": len(groups[group_of[i]])})
+    return rows
 
 
-def _host(x) -> np.ndarray:
-    """A (possibly multi-host) sharded array, whole, as numpy."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return np.asarray(jax.device_get(x))
+def _check_resume(old: str, overrides: list, names: list) -> None:
+    """The sweep at ``old`` must be this sweep, with a checkpoint."""
+    try:
+        with open(os.path.join(old, "sweep.json")) as f:
+            recorded = json.load(f)["overrides"]
+    except (OSError, ValueError, KeyError):
+        raise UserError(f"{old} is not a sweep directory (no readable "
+                        "sweep.json); --config.resume needs one") from None
+    if recorded != json.loads(json.dumps(overrides)):
+        raise UserError(f"the sweep's members differ from those recorded in "
+                        f"{old}/sweep.json; resume the same sweep file")
+    if not any(os.path.isfile(os.path.join(old, n, rundir.CHECKPOINT))
+               for n in names):
+        raise UserError(f"no member of {old} has a checkpoint: resume needs "
+                        "a sweep made with --config.checkpoint_every > 0")
 
 
-def _stack(items: list, size: int):
-    """Stacks pytrees on a new axis 0, padded by repeating the last one."""
-    items = list(items) + [items[-1]] * (size - len(items))
-    return jax.tree_util.tree_map(lambda *xs: np.stack(
-        [np.asarray(x) for x in xs]), *items)
+def run_sweep(config: ml_collections.ConfigDict, sweep_fn: Callable,
+              workdir: str, vgg_params=None, out: TextIO = sys.stderr, *,
+              mesh: Optional[Mesh] = None,
+              config_file: Optional[str] = None) -> dict:
+    """Runs every member of a sweep into ``workdir``; returns a summary.
 
+    Writes ``member_NNN/`` run directories, results.csv, results.json,
+    sweep.json and contact_sheet.png. A member whose loss goes NaN/inf is
+    marked "diverged" (its last good image saved as diverged.png) while
+    the rest of its group carries on. Only process 0 writes files.
 
-def _setup_scale(configs: list, vgg_params, size: int, steps: int,
-                 rgbs: Optional[list]) -> tuple:
-    """Inputs, static, per-member hparams, targets, starting images."""
-    c0 = configs[0]
-    inp = inputs.prepare(c0, size)
-    static = stylize.static_from_config(c0, steps)
-    hps = [stylize.hparams_from_config(c, len(inp.style_rgbs))
-           for c in configs]
-    targets = stylize.compute_targets(
-        vgg_params, static.spec, inp.content_rgb, inp.style_rgbs, inp.masks,
-        stylize.portrait_targets(c0, vgg_params, inp, static.spec))
-    if rgbs is None:  # Same starting images as stylize.stylize.
-        image0 = [stylize.init_image(
-            c0.init, jax.tree_util.tree_map(jnp.asarray, hp),
-            inp.content_rgb, inp.init_rgb) for hp in hps]
-    else:  # Coarse-to-fine: each member from its own previous output.
-        hw = inp.content_rgb.shape[:2]
-        image0 = [images.to_vgg(images.resize(r, hw))[None] for r in rgbs]
-    return inp, static, hps, targets, image0
+    Returns:
+      {"workdir", "rows" (as in results.json), "groups", "wall_s",
+      "contact_sheet"}.
 
-
-class BatchInfo(NamedTuple):
-    """What a group callback sees after each chunk (one entry per member)."""
-    scale: int
-    step: int  # Steps done at this scale.
-    steps: int
-    global_step: int
-    total_steps: int
-    records: list  # Metric dict per member; None once a member diverged.
-    images: list  # Current RGB 0..255 (H, W, 3) per member.
-
-
-class GroupResult(NamedTuple):
-    images: list  # Final (or last good) RGB per member.
-    metrics: list  # Metric records per member.
-    status: list  # "done" or "diverged" per member.
-    compile_s: float  # Lowering + XLA compile of the group's programs.
-    # Everything else (targets, init, steps, host transfers), callbacks
-    # excluded so file writing does not count as compute.
-    run_s: float
-
-
-def run_group(configs: list, vgg_params, mesh: Optional[Mesh] = None,
-              callback: Optional[Callable[[BatchInfo], None]] = None
-              ) -> GroupResult:
-    """Runs members that differ only in traced fields as one vmapped batch.
-
-    Args:
-      configs: member configs with equal :func:`group_key`.
-      vgg_params: VGG19 params (replicated over the mesh).
-      mesh: from :func:`make_mesh`; default all devices.
-      callback: called after every chunk on every process.
+    Raises:
+      UserError: bad sweep, config, inputs or checkpoints, on any process
+        (nothing is written).
+      runner.Interrupted: Ctrl-C / SIGTERM; finished members' rows and
+        the interrupted members' images are saved.
     """
-    c0, n = configs[0], len(configs)
-    if len({group_key(c) for c in configs}) != 1:
-        raise ValueError("run_group needs configs that differ only in "
-                         f"traced fields {TRACED_KEYS}")
-    mesh = mesh or make_mesh()
-    size_b = -(-n // mesh.size) * mesh.size
-    repl = NamedSharding(mesh, P())
-    batch = NamedSharding(mesh, P("batch"))
-    params = _put(vgg_params, repl)
-    plan = cfg.scales(c0)
-    total = sum(s for _, s in plan)
-    metrics, status = [[] for _ in range(n)], ["done"] * n
-    rgbs, compile_s, callback_s, done = None, 0.0, 0.0, 0
-    t_start = time.perf_counter()
-    for si, (size, steps) in enumerate(plan):
-        inp, static, hps, targets, image0 = _setup_scale(
-            configs, vgg_params, size, steps, rgbs)
-        targets = _put(targets, repl)
-        hp_b = _put(_stack(hps, size_b), batch)
-        image0_b = _put(_stack(image0, size_b), batch)
-        t = time.perf_counter()
-        init = batched_init(static, mesh).lower(image0_b, hp_b, params,
-                                                 targets).compile()
-        compile_s += time.perf_counter() - t
-        state = init(image0_b, hp_b, params, targets)
-        length = min(c0.log_every, steps)
-        t = time.perf_counter()
-        chunk = batched_chunk(static, length, mesh).lower(
-            state, params, targets, hp_b, _put(np.int32(length), repl)
-        ).compile()
-        compile_s += time.perf_counter() - t
-        # The last good image of each member, should it diverge at once.
-        last = [stylize.output_rgb(configs[i], inp, stylize.clip_vgg(x))
-                for i, x in enumerate(image0)]
-        k = 0
-        while k < steps:
-            m = min(length, steps - k)
-            state, losses_bt, aux_b, image_b = chunk(
-                state, params, targets, hp_b, _put(np.int32(m), repl))
-            losses_bt = _host(losses_bt)[:n, :m]
-            aux_b = {key: _host(v)[:n] for key, v in aux_b.items()}
-            image_b = _host(image_b)[:n]
-            k += m
-            records = []
-            for i in range(n):
-                rec = {key: float(v[i]) for key, v in aux_b.items()}
-                if status[i] == "done" and not (
-                        np.all(np.isfinite(losses_bt[i]))
-                        and np.isfinite(rec["loss"])):
-                    status[i] = "diverged"
-                if status[i] != "done":
-                    records.append(None)
-                    continue
-                rec.update(step=done + k, scale=si, size=size,
-                           loss_start=float(losses_bt[i, 0]),
-                           loss_min=float(losses_bt[i].min()))
-                metrics[i].append(rec)
-                records.append(rec)
-                last[i] = stylize.output_rgb(configs[i], inp, image_b[i])
-            if callback is not None:
-                t = time.perf_counter()
-                callback(BatchInfo(si, k, steps, done + k, total, records,
-                                   last))
-                callback_s += time.perf_counter() - t
-        rgbs, done = last, done + steps
-    run_s = time.perf_counter() - t_start - compile_s - callback_s
-    return GroupResult(rgbs, metrics, status, compile_s, run_s)
+    overrides = collect(sweep_fn)
+    configs = expand(config, lambda add: [add(**o) for o in overrides])
+    names = [f"member_{i:03d}" for i in range(len(configs))]
+    groups, varying = driver.group(configs), varying_keys(configs)
+    writes = sharding.writes_files()
+
+    def checks() -> None:
+        check_effective(configs)
+        if writes:
+            rundir.check_workdir(workdir)
+        if config.resume:
+            _check_resume(config.resume, overrides, names)
+    devices = (mesh or sharding.make_mesh()).size
+
+    def on_start() -> None:
+        if writes:
+            rundir.make_dir(workdir)
+            rundir.write_json(os.path.join(workdir, "sweep.json"), {
+                "config_file": config_file, "base_config": cfg.to_dict(config),
+                "overrides": overrides, "varying": varying,
+                "devices": devices,
+                "groups": [[names[i] for i in g] for g in groups],
+                **rundir.environment()})
+        print(f"[sweep] {len(configs)} members in {len(groups)} group(s) on "
+              f"{devices} device(s); varying "
+              f"{', '.join(varying) or 'nothing'}", file=out, flush=True)
+
+    # Resuming: a member continues from its run directory in the old sweep
+    # if that holds a checkpoint; members of groups that never ran start
+    # afresh.
+    members = [runner.Member(
+        c, os.path.join(workdir, n), overrides[i],
+        os.path.join(config.resume, n) if config.resume else None,
+        {"sweep": {"member": n, "devices": devices}}, resume_if_there=True)
+        for i, (c, n) in enumerate(zip(configs, names))]
+    t0 = time.perf_counter()
+    try:
+        results = runner.run_members(
+            members, vgg_params=vgg_params, mesh=mesh, out=out,
+            config_file=config_file, prefix="[sweep]", checks=checks,
+            on_start=on_start)
+    except runner.Interrupted as e:
+        rows = _rows(names, configs, varying, groups, e.results)
+        if writes and rows:  # Keep the table of what finished.
+            _write_results(workdir, rows)
+        raise
+    rows = _rows(names, configs, varying, groups, results)
+    sheet = os.path.join(os.path.abspath(workdir), "contact_sheet.png")
+    if writes:
+        _write_results(workdir, rows)
+        plot.contact_sheet([r.image for r in results], [[r["member"] + (
+            "" if r["status"] == "done" else f" ({r['status']})")] + [
+            f"{k.split('.')[-1]}={_fmt(r[k])}" for k in varying]
+            for r in rows], sheet)
+    wall_s = time.perf_counter() - t0
+    print(f"[sweep] done: {len(configs)} members in {wall_s:.1f}s; results "
+          f"in {os.path.join(workdir, 'results.csv')}", file=out, flush=True)
+    return {"workdir": os.path.abspath(workdir), "rows": rows,
+            "groups": len(groups), "wall_s": wall_s, "contact_sheet": sheet}
+
+
+def main(config: ml_collections.ConfigDict, sweep_fn: Callable,
+         workdir: Optional[str] = None, **kwargs) -> int:
+    """run_sweep() with exit codes: 0 done, 2 bad input, 130 interrupted.
+
+    Prints the sweep directory as the last stdout line on success; a member
+    that diverged is a result (status in results.csv), not a failure.
+    """
+    workdir = workdir or rundir.default_workdir(f"sweep-{config.name}")
+    try:
+        summary = run_sweep(config, sweep_fn, workdir, **kwargs)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return runner.EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted: finished members and the current images are "
+              "saved; resume with --config.resume=" + workdir,
+              file=sys.stderr)
+        return runner.EXIT_INTERRUPTED
+    print(summary["workdir"])
+    return 0

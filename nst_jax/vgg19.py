@@ -8,11 +8,15 @@ BGR, 0-255 scale, minus the mean pixel (see ``nst_jax.images.to_vgg``).
 
 from __future__ import annotations
 
+import functools
 from typing import Iterable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from nst_jax import images
 
 # Convolutions per block (VGG19: 2, 2, 4, 4, 4) and their output channels.
 _BLOCKS = ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512))
@@ -35,8 +39,6 @@ LAYERS, _CONVS = _layer_table()
 CONV_CHANNELS: dict[str, tuple[int, int]] = dict(_CONVS)
 #: The 16 conv layers in forward order.
 CONV_LAYERS: tuple[str, ...] = tuple(CONV_CHANNELS)
-#: Total parameters of the 16 convs (kernels + biases).
-NUM_PARAMS = sum(9 * i * o + o for i, o in CONV_CHANNELS.values())
 #: Spatial downsampling factor at the output of each layer.
 STRIDE = {}
 _s = 1
@@ -205,6 +207,23 @@ def extract(params, images_bgr_nhwc: jax.Array, layers: Sequence[str],
     """
     model = VGG19(layers=tuple(layers), pooling=pooling, dtype=dtype)
     return model.apply({"params": params}, images_bgr_nhwc)
+
+
+@functools.lru_cache(maxsize=8)
+def _features_fn(layers: tuple[str, ...], pooling: str, dtype: str):
+    return jax.jit(lambda p, x: extract(p, x, layers, pooling,
+                                        jnp.dtype(dtype)))
+
+
+def features(params, rgb_HxWx3, layers: Sequence[str], pooling: str = "max",
+             dtype: str = "float32") -> dict[str, jax.Array]:
+    """Activations of one RGB 0..255 image (H, W, 3): {layer: (1, h, w, C)}.
+
+    Pre-processes with ``images.to_vgg`` and runs a program compiled once
+    per (layer set, pooling, dtype) and image size.
+    """
+    x = jnp.asarray(images.to_vgg(np.asarray(rgb_HxWx3, np.float32)))[None]
+    return _features_fn(tuple(layers), pooling, dtype)(params, x)
 
 
 def random_params(seed: int = 0, scale: float = 1.0):

@@ -6,7 +6,9 @@ Flags:
   --workdir  run directory (default runs/<UTC time>-<config name>); an
              existing non-empty one is refused.
 The last line on stdout is the path of final.png. Exit status: 0 done,
-2 bad input, 3 loss diverged, 130 interrupted.
+2 bad input, 3 loss diverged, 130 interrupted. Continue an interrupted run
+(made with --config.checkpoint_every=N) with
+--config=configs/replay.py:RUN_DIR --config.resume=RUN_DIR.
 """
 
 import os
@@ -18,9 +20,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from nst_jax import runner  # noqa: E402
+from nst_jax import cli, runner  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file(
+config_flags.DEFINE_config_file(
     "config", "configs/default.py", "Run config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory to create.")
 
@@ -28,13 +30,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory to create.")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    return runner.main(
-        _CONFIG.value, _WORKDIR.value,
-        config_file=config_flags.get_config_filename(flags.FLAGS["config"]),
-        overrides={k: list(v) if isinstance(v, tuple) else v for k, v in
-                   config_flags.get_override_values(
-                       flags.FLAGS["config"]).items()})
+    return runner.main(cli.load_config(), _WORKDIR.value,
+                       config_file=cli.config_file(),
+                       overrides=cli.overrides())
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=runner.parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)

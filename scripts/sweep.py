@@ -6,9 +6,13 @@ Flags:
   --workdir      sweep directory (default runs/<UTC time>-sweep-<name>); an
                  existing non-empty one is refused.
   --distributed  call jax.distributed.initialize() first: one process per
-                 host, same command on every host (see nst_jax/sweep.py).
+                 host, same command on every host (see nst_jax/sweep.py);
+                 --coordinator, --num_processes and --process_id where JAX
+                 cannot find them itself.
 The last line on stdout is the sweep directory. Exit status: 0 done (a
-diverged member is a result, see results.csv), 2 bad input, 130 interrupted.
+diverged member is a result, see results.csv), 2 bad input, 130
+interrupted. Continue an interrupted sweep (made with
+--config.checkpoint_every=N) with --config.resume=SWEEP_DIR.
 """
 
 import os
@@ -20,32 +24,37 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from nst_jax import runner, sweep, sweep_runs  # noqa: E402
+from nst_jax import cli, sweep  # noqa: E402
 from nst_jax.errors import UserError  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file(
+config_flags.DEFINE_config_file(
     "config", "configs/sweep_style_weight.py", "Sweep file.",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory to create.")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Multi-host: jax.distributed.initialize() first.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator", None, "With --distributed: host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "With --distributed: how many processes.")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "With --distributed: this process's index.")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if _DISTRIBUTED.value:
-        import jax  # Must run before any computation touches a device.
-        jax.distributed.initialize()
-    config_file = config_flags.get_config_filename(flags.FLAGS["config"])
+        cli.init_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
+                             _PROCESS_ID.value)
+    config = cli.load_config()
     try:
-        sweep_fn = sweep.load_sweep_fn(config_file)
+        sweep_fn = sweep.load_sweep_fn(cli.config_file())
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return runner.EXIT_USER_ERROR
-    return sweep_runs.main(_CONFIG.value, sweep_fn, _WORKDIR.value,
-                      config_file=config_file)
+        cli.fail(str(e))
+    return sweep.main(config, sweep_fn, _WORKDIR.value,
+                      config_file=cli.config_file())
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=runner.parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)

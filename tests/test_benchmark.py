@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import benchmark, losses, stylize, vgg19
+from nst_jax import benchmark, losses, targets, vgg19
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,7 +49,7 @@ def test_bfloat16_loss_within_tolerance_of_float32():
     rng = np.random.RandomState(0)
     content = rng.uniform(0, 255, (48, 40, 3)).astype(np.float32)
     style = rng.uniform(0, 255, (40, 40, 3)).astype(np.float32)
-    image = stylize.init_image("noise", {"seed": jnp.int32(0)}, content)
+    image = targets.init_image("noise", 0, content)
     hp = {"content_weight": 1.0, "style_weight": 1e-3, "tv_weight": 1e-3,
           "content_layer_weights": jnp.ones(1),
           "style_layer_weights": jnp.ones(3), "style_blend": jnp.ones(1)}
@@ -58,7 +58,7 @@ def test_bfloat16_loss_within_tolerance_of_float32():
         spec = losses.LossSpec(("relu3_1",), ("relu1_1", "relu2_1",
                                               "relu3_1"), "max", dtype)
         # Targets in float32 both times: only the optimised pass differs.
-        t = stylize.compute_targets(params, spec._replace(dtype="float32"),
+        t = targets.compute(params, spec._replace(dtype="float32"),
                                     content, [style])
         out[dtype] = jax.jit(lambda x: losses.total_loss(
             x, params, t, hp, spec)[1])(image)
@@ -67,3 +67,21 @@ def test_bfloat16_loss_within_tolerance_of_float32():
             abs(float(out["float32"][k]))
         assert rel < 2e-2, (k, rel)
     assert float(out["bfloat16"]["loss"]) != float(out["float32"]["loss"])
+
+
+def test_bfloat16_steps_are_compared_with_bfloat16_convolutions(monkeypatch):
+    seen = []
+    real = benchmark.plain_conv_gflops
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("dtype"))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(benchmark, "plain_conv_gflops", spy)
+    # The step itself is timed elsewhere; here only the reference matters.
+    monkeypatch.setattr(benchmark, "bench_step", lambda *a: {
+        "achieved_gflops": 1.0, "dtype": a[5]})
+    result = benchmark.run([16], ("adam",), (1,), steps=1, chunk=1,
+                           dtype="bfloat16")
+    assert seen == [jnp.bfloat16]
+    assert result["rows"][0]["dtype"] == "bfloat16"
+    assert result["plain_conv"]["16x1"] > 0

@@ -192,7 +192,3 @@ def test_match_color_invalid_method():
     img = np.zeros((2, 2, 3), np.float32)
     with pytest.raises(ValueError, match="linear, sym, histogram"):
         color.match_color(img, img, method="cholesky")
-
-
-def test_preserve_modes():
-    assert color.PRESERVE_MODES == ("none", "luminance", "match")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nst_jax import config as cfg
-from nst_jax import images, losses, stylize, vgg19
+from nst_jax import color, driver, images, inputs, losses, vgg19
 from tests.helpers import small_config
 
 
@@ -43,9 +43,9 @@ def test_multiscale_runs_coarse_to_fine_with_every_optimiser(files, params,
                                                              opt):
     c = _config(files, **{"multiscale.sizes": (24, 32),
                           "multiscale.steps": (2, 3), "optim.name": opt,
-                          "optim.learning_rate": 1e-3 if opt == "sgd"
-                          else 4.0})
-    img, metrics = stylize.stylize(c, vgg_params=params)
+                          "optim.learning_rate": {"sgd": 1e-3, "adam": 4.0,
+                                                  "lbfgs": 1.0}[opt]})
+    img, metrics = driver.stylize(c, params)
     assert img.shape == (32, 32, 3)
     assert [(m["scale"], m["size"], m["step"]) for m in metrics] == [
         (0, 24, 2), (1, 32, 4), (1, 32, 5)]
@@ -57,16 +57,16 @@ def test_masks_give_each_region_its_own_style(files, params):
         "masks": (files["left"], files["right"]),
         "loss.style_weight": 1.0, "loss.content_weight": 0.0,
         "optim.steps": 30, "optim.learning_rate": 8.0, "log_every": 10})
-    img, _ = stylize.stylize(c, vgg_params=params)
+    img, _ = driver.stylize(c, params)
     layer = "relu1_1"
-    feats = stylize.features(params, img, (layer,))[layer]
+    feats = vgg19.features(params, img, (layer,))[layer]
     h, w = feats.shape[1:3]
     left = np.zeros((h, w), np.float32)
     left[:, :w // 2] = 1
     masks = np.stack([left, 1 - left])
     g = np.asarray(losses.masked_gram(feats, masks))
     styles = [images.load(files[n], 32) for n in ("red", "stripes")]
-    a = [np.asarray(losses.gram(stylize.features(params, s, (layer,))[
+    a = [np.asarray(losses.gram(vgg19.features(params, s, (layer,))[
         layer]))[0] for s in styles]
     err = lambda x, y: float(np.mean((x - y) ** 2))
     assert err(g[0], a[0]) < err(g[0], a[1])  # Left region: red.
@@ -85,7 +85,7 @@ def test_init_options(files, params, init):
     c = _config(files, init=init, init_path=files["stripes"],
                 **{"optim.steps": 1, "log_every": 1})
     c.optim.learning_rate = 1e-6  # One negligible step: see the start.
-    img, _ = stylize.stylize(c, vgg_params=params)
+    img, _ = driver.stylize(c, params)
     expect = {"content": images.load(files["content"], 32),
               "style": images.load(files["red"], 32),
               "file": images.load(files["stripes"], 32)}.get(init)
@@ -98,15 +98,14 @@ def test_init_options(files, params, init):
 
 def test_avg_pooling_and_ema_run(files, params):
     c = _config(files, **{"model.pooling": "avg", "optim.ema_decay": 0.5})
-    img, metrics = stylize.stylize(c, vgg_params=params)
+    img, metrics = driver.stylize(c, params)
     assert np.isfinite(img).all() and len(metrics) == 2
 
 
 def test_luminance_preservation_keeps_content_chroma(files, params):
-    from nst_jax import color
     c = _config(files, **{"color.preserve": "luminance",
                           "loss.style_weight": 1.0, "optim.steps": 6})
-    img, _ = stylize.stylize(c, vgg_params=params)
+    img, _ = driver.stylize(c, params)
     content = images.load(files["content"], 32)
     iq_out = color.rgb_to_yiq(img)[..., 1:]
     iq_content = color.rgb_to_yiq(content)[..., 1:]
@@ -119,7 +118,6 @@ def test_luminance_preservation_keeps_content_chroma(files, params):
 
 
 def test_colour_match_recolours_the_style_targets(files, params):
-    from nst_jax import inputs
     c = _config(files, **{"color.preserve": "match",
                           "color.match_method": "histogram"})
     inp = inputs.prepare(c, 32)
@@ -128,5 +126,23 @@ def test_colour_match_recolours_the_style_targets(files, params):
     matched = inp.style_rgbs[0].reshape(-1, 3).mean(0)
     assert np.abs(matched - content_mean).max() < 5.0
     assert np.abs(raw - content_mean).max() > 50.0
-    img, metrics = stylize.stylize(c, vgg_params=params)
+    img, metrics = driver.stylize(c, params)
     assert np.isfinite(img).all() and len(metrics) == 2
+
+
+def test_luminance_coarse_to_fine_carries_the_grey_optimised_image(
+        files, params):
+    # Scale 1 must start from scale 0's raw (grey) image, upsampled: its
+    # targets are grey too. The saved output is the recoloured one.
+    c = _config(files, **{"color.preserve": "luminance",
+                          "multiscale.sizes": (24, 32),
+                          "multiscale.steps": (1, 1), "log_every": 1,
+                          "optim.learning_rate": 1e-6})
+    seen = []
+    driver.run_group([c], params, callback=lambda info: seen.append(
+        (info.scale, info.raw_images[0], info.images[0])))
+    (s0, raw0, out0), (s1, raw1, out1) = seen
+    assert (s0, s1) == (0, 1) and raw1.shape == (32, 32, 3)
+    spread = lambda x: float(np.abs(x - x.mean(-1, keepdims=True)).max())
+    assert spread(raw0) < 0.5 and spread(raw1) < 0.5  # Grey throughout.
+    assert spread(out1) > 20  # The photo's colours are put back.

@@ -19,7 +19,7 @@ def test_evaluations_counts_every_loss_and_gradient_call(name):
     tx = optim.make(name, 1.0, steps=30)
 
     @jax.jit
-    def step(x, st):  # The protocol of stylize.init_state / stylize.step.
+    def step(x, st):  # The protocol of loop.init_state / loop.step.
         if optim.needs_value_fn(name):
             v = optax.tree_utils.tree_get(st, "value")
             g = optax.tree_utils.tree_get(st, "grad")

@@ -1,11 +1,18 @@
-"""Properties of the portrait gain maps and style-to-content alignment."""
+"""Portrait gain maps and style-to-content alignment, alone and through
+the driver with every alignment mode."""
+
+import io
+import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax import portrait, vgg19
+from nst_jax import config as cfg
+from nst_jax import alignment, driver, images, inputs, portrait, runner
+from nst_jax import vgg19
+from tests.test_config import load_preset
 
 _MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
 
@@ -27,7 +34,7 @@ def _smooth_image(n, seed=0, cell=6):
     rng = np.random.default_rng(seed)
     coarse = rng.normal(size=(n // cell + 4, n // cell + 4, 3))
     py, px = np.mgrid[:n, :n] / cell + 1.0
-    img = portrait.warp(coarse, np.stack([py, px], axis=-1))
+    img = alignment.warp(coarse, np.stack([py, px], axis=-1))
     return (img - img.min()) / (img.max() - img.min()) * 255.0
 
 
@@ -84,44 +91,44 @@ def test_gain_targets_validation():
 
 def test_nn_field_self_is_identity_and_recovers_shift():
     feat = np.random.default_rng(0).normal(size=(12, 10, 16))
-    np.testing.assert_array_equal(portrait.nn_field(feat, feat, 3),
+    np.testing.assert_array_equal(alignment.nn_field(feat, feat, 3),
                                   _grid(12, 10).astype(np.int32))
-    np.testing.assert_array_equal(portrait.nn_field(feat[None], feat, 1),
+    np.testing.assert_array_equal(alignment.nn_field(feat[None], feat, 1),
                                   _grid(12, 10).astype(np.int32))
     # src[p + (2, -1)] == feat[p] -> field = p + (2, -1) wherever the 3x3
     # patch around p + (2, -1) does not wrap around (rows 1..8, cols 2..8).
     src = np.roll(feat, (2, -1), axis=(0, 1))
-    disp = portrait.nn_field(src, feat, 3) - _grid(12, 10)
+    disp = alignment.nn_field(src, feat, 3) - _grid(12, 10)
     np.testing.assert_array_equal(disp[1:9, 2:9], np.broadcast_to(
         [2, -1], disp[1:9, 2:9].shape))
     with pytest.raises(ValueError, match="odd"):
-        portrait.nn_field(feat, feat, 2)
+        alignment.nn_field(feat, feat, 2)
 
 
 def test_nn_field_chunked_matches_unchunked(monkeypatch):
     rng = np.random.default_rng(1)
     src, dst = rng.normal(size=(9, 7, 8)), rng.normal(size=(11, 10, 8))
-    whole = portrait.nn_field(src, dst, 3)
+    whole = alignment.nn_field(src, dst, 3)
     assert whole.shape == (11, 10, 2)
     # Room for a band of 3 destination rows (+2 padding rows) at a time.
-    monkeypatch.setattr(portrait, "_MAX_CHUNK_ENTRIES", 5 * 12 * 11 * 9)
-    np.testing.assert_array_equal(portrait.nn_field(src, dst, 3), whole)
+    monkeypatch.setattr(alignment, "_MAX_CHUNK_ENTRIES", 5 * 12 * 11 * 9)
+    np.testing.assert_array_equal(alignment.nn_field(src, dst, 3), whole)
 
 
 def test_field_to_flow_constant_displacement():
     field = (_grid(6, 5) + [1, -2]).astype(np.int32)
-    flow = portrait.field_to_flow(field, (24, 20), 4)
+    flow = alignment.field_to_flow(field, (24, 20), 4)
     np.testing.assert_allclose(flow, _grid(24, 20) + [4, -8], atol=1e-4)
     # An isolated wrong match is removed by the median smoothing.
     field[3, 2] += [3, 3]
-    flow = portrait.field_to_flow(field, (24, 20), 4, smooth=3)
+    flow = alignment.field_to_flow(field, (24, 20), 4, smooth=3)
     np.testing.assert_allclose(flow, _grid(24, 20) + [4, -8], atol=1e-4)
 
 
 def test_warp_bilinear_and_clamped():
     img = np.arange(12, dtype=np.float32).reshape(3, 4)
     coords = np.array([[[0.5, 0.5], [1.0, 2.5], [-5.0, 10.0]]], np.float32)
-    out = portrait.warp(img, coords)
+    out = alignment.warp(img, coords)
     np.testing.assert_allclose(out, [[2.5, 6.5, 3.0]])
 
 
@@ -131,7 +138,7 @@ def test_align_style_recovers_shift(features_fn):
     # shifted[p + (dy, dx)] == original[p]: aligning the shifted copy to the
     # original must sample it at p + (dy, dx).
     shifted = np.roll(original, (dy, dx), axis=(0, 1))
-    aligned, info = portrait.align_style(shifted, original, features_fn,
+    aligned, info = alignment.align_style(shifted, original, features_fn,
                                          layer="relu3_1")
     assert aligned.shape == original.shape
     assert info["stride"] == (4, 4) and info["field"].shape == (24, 24, 2)
@@ -146,7 +153,7 @@ def test_align_style_recovers_shift(features_fn):
 def test_align_style_resizes_style(features_fn):
     content = _smooth_image(64, seed=3)
     style = _smooth_image(80, seed=4)[:, :72]
-    aligned, info = portrait.align_style(style, content, features_fn,
+    aligned, info = alignment.align_style(style, content, features_fn,
                                          layer="relu3_1")
     assert aligned.shape == (64, 64, 3) and info["flow"].shape == (64, 64, 2)
     assert 0.0 <= aligned.min() and aligned.max() <= 255.0
@@ -161,37 +168,124 @@ def test_align_with_masks_overlaps_content_face():
     content_mask = _disc((80, 80), (44, 30), 18)
     style_mask = _disc((60, 70), (20, 45), 9)
     style_rgb = np.random.default_rng(0).uniform(0, 255, (60, 70, 3))
-    aligned = portrait.align_with_masks(style_rgb, np.zeros((80, 80, 3)),
+    aligned = alignment.align_with_masks(style_rgb, np.zeros((80, 80, 3)),
                                         style_mask, content_mask)
     assert aligned.shape == (80, 80, 3)
-    warped = portrait.align_with_masks(style_mask, content_mask,
+    warped = alignment.align_with_masks(style_mask, content_mask,
                                        style_mask, content_mask) > 0.5
     target = content_mask > 0.5
     iou = (warped & target).sum() / (warped | target).sum()
     assert iou > 0.9, iou
     with pytest.raises(ValueError, match="non-empty"):
-        portrait.align_with_masks(style_rgb, content_mask,
+        alignment.align_with_masks(style_rgb, content_mask,
                                   style_mask, np.zeros((80, 80)))
 
 
-def test_align_with_flow(tmp_path):
+def test_align_with_flow_and_resize_flow():
     img = _smooth_image(32, seed=5)
     identity = _grid(32, 32)
-    np.testing.assert_allclose(portrait.align_with_flow(img, identity,
+    np.testing.assert_allclose(alignment.align_with_flow(img, identity,
                                                         (32, 32)),
                                img, atol=1e-4)
-    path = tmp_path / "flow.npy"
-    np.save(path, identity + [0, 1])
-    out = portrait.align_with_flow(img, str(path), (32, 32))
+    out = alignment.align_with_flow(img, identity + [0, 1], (32, 32))
     np.testing.assert_allclose(out[:, :-1], img[:, 1:], atol=1e-4)
-    with pytest.raises(ValueError, match="shape"):
-        portrait.align_with_flow(img, identity[..., :1], (32, 32))
-    with pytest.raises(ValueError, match="shape"):
-        portrait.align_with_flow(img, identity, (32, 30))
+    # A flow made at 16x16 serves a 32x32 frame: identity stays identity,
+    # a shift of 1 px at 16 px is 2 px at 32.
+    small = _grid(16, 16)
+    np.testing.assert_allclose(alignment.resize_flow(small, (32, 32)),
+                               identity, atol=1e-4)
+    shifted = alignment.resize_flow(small + [0, 1], (32, 32))
+    np.testing.assert_allclose(shifted - identity,
+                               np.broadcast_to([0, 2], (32, 32, 2)),
+                               atol=1e-4)
+    with pytest.raises(ValueError, match=r"\(H, W, 2\)"):
+        alignment.resize_flow(identity[..., :1], (32, 32))
     identity[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        portrait.align_with_flow(img, identity, (32, 32))
+        alignment.align_with_flow(img, identity, (32, 32))
 
 
-def test_align_methods_listed():
-    assert portrait.ALIGN_METHODS == ("none", "features", "masks", "flow")
+# ------------------------------------------------ the preset, end to end
+
+def _preset(**over):
+    """configs/portrait.py, shrunk: 2 + 2 steps at 32 then 48 px."""
+    base = {"multiscale.sizes": (32, 48), "multiscale.steps": (2, 2),
+            "size": 48, "log_every": 2, "save_every": 0}
+    return cfg.override(load_preset("portrait"), {**base, **over})
+
+
+@pytest.fixture(scope="module")
+def face_files(tmp_path_factory):
+    """Face masks for the embedded pair and flows (any size, same aspect)."""
+    d = tmp_path_factory.mktemp("portrait")
+    content_hw = images.load(inputs.DEFAULT_CONTENT).shape[:2]
+    style_hw = images.load(inputs.DEFAULT_STYLE).shape[:2]
+    paths = {}
+    for name, hw, centre in (("content_mask", content_hw, (0.4, 0.5)),
+                             ("style_mask", style_hw, (0.5, 0.4))):
+        paths[name] = str(d / f"{name}.png")
+        disc = _disc(hw, np.multiply(hw, centre), min(hw) / 4)
+        images.save(paths[name], np.repeat(disc[..., None] * 255, 3, -1))
+    ch, cw = content_hw
+    for name, shift in (("identity", 0.0), ("shifted", 6.0)):
+        paths[name] = str(d / f"{name}.npy")
+        np.save(paths[name], _grid(40, round(40 * cw / ch)) + [0, shift])
+    bad = _grid(40, 80)
+    np.save(d / "wide.npy", bad)
+    paths["wide"] = str(d / "wide.npy")
+    bad = _grid(40, 40)
+    bad[3, 3, 0] = np.inf
+    np.save(d / "inf.npy", bad)
+    paths["inf"] = str(d / "inf.npy")
+    return paths
+
+
+@pytest.mark.parametrize("align", ["none", "features", "masks", "flow"])
+def test_portrait_preset_runs_through_the_driver(tmp_path, face_files,
+                                                 align):
+    c = _preset(**{"portrait.align": align,
+                   "portrait.content_mask": face_files["content_mask"],
+                   "portrait.style_mask": face_files["style_mask"],
+                   "portrait.flow": face_files["identity"]})
+    wd = tmp_path / "run"
+    final = runner.execute(c, str(wd), vgg_params=vgg19.random_params(0),
+                           out=io.StringIO())
+    out = images.load(final)
+    assert out.shape == (48, 48, 3) and out.std() > 1
+    with open(wd / "metrics.jsonl") as f:
+        steps = [json.loads(l)["step"] for l in f]
+    assert steps == [2, 4]
+
+
+def test_the_flow_steers_the_gain_targets(face_files):
+    params = vgg19.random_params(0)
+    out = {}
+    for name in ("identity", "shifted"):
+        c = _preset(**{"portrait.align": "flow",
+                       "portrait.flow": face_files[name]})
+        out[name], _ = driver.stylize(c, params)
+    assert np.abs(out["identity"] - out["shifted"]).mean() > 0.1
+
+
+@pytest.mark.parametrize("over,message", [
+    ({"portrait.align": "flow", "portrait.flow": "wide"}, "shape"),
+    ({"portrait.align": "flow", "portrait.flow": "inf"}, "NaN or infinite"),
+    ({"portrait.align": "flow", "portrait.flow": "missing.npy"},
+     "does not exist"),
+    ({"portrait.align": "masks", "portrait.content_mask": "style_mask"},
+     "shape"),
+    ({"portrait.align": "masks", "portrait.style_mask": ""}, "empty"),
+])
+def test_bad_flows_and_masks_stop_before_any_directory(
+        tmp_path, face_files, capsys, over, message):
+    files = dict(face_files, **{"missing.npy": str(tmp_path / "no.npy")})
+    over = {k: files.get(v, v) if k != "portrait.align" else v
+            for k, v in over.items()}
+    base = {"portrait.content_mask": face_files["content_mask"],
+            "portrait.style_mask": face_files["style_mask"]}
+    c = _preset(**{**base, **over})
+    wd = tmp_path / "run"
+    assert runner.main(c, str(wd), vgg_params=vgg19.random_params(0)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not wd.exists()

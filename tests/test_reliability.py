@@ -4,16 +4,15 @@ import io
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from nst_jax import config as cfg
-from nst_jax import images, runner, runs, vgg19
-from tests.helpers import small_config
+from nst_jax import images, rundir, runner, sweep, vgg19
+from nst_jax.errors import UserError
+from tests.helpers import interrupt_when, small_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -149,36 +148,131 @@ def test_nonfinite_loss_names_the_window_keeps_last_image(tmp_path, good,
     assert (wd / "diverged.png").exists()
 
 
+def _stop_after(monkeypatch, step):
+    """Makes the run stop (Ctrl-C) right after the checkpoint at ``step``."""
+    real_save = rundir.RunDir.save_checkpoint
+
+    def save_then_stop(self, checkpoint):
+        path = real_save(self, checkpoint)
+        if checkpoint.metrics[-1]["step"] == step:
+            raise KeyboardInterrupt
+        return path
+    monkeypatch.setattr(rundir.RunDir, "save_checkpoint", save_then_stop)
+
+
+def _resumed(c, run_dir):
+    r = cfg.from_dict(cfg.to_dict(c))
+    r.unlock()
+    r.resume = str(run_dir)
+    return cfg.lock(r)
+
+
+def _bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+RESUME_CASES = {
+    # name: (overrides, step to stop after, steps recorded after resuming)
+    "adam": ({"optim.steps": 6, "init": "noise"}, 4, [2, 4, 6]),
+    "lbfgs": ({"optim.name": "lbfgs", "optim.learning_rate": 1.0,
+               "optim.steps": 6}, 4, [2, 4, 6]),
+    # Stopped in the middle of the second scale...
+    "lbfgs_multiscale_mid": ({"optim.name": "lbfgs",
+                              "optim.learning_rate": 1.0,
+                              "multiscale.sizes": (24, 32),
+                              "multiscale.steps": (4, 4)}, 6, [2, 4, 6, 8]),
+    # ...and at the boundary: the next scale starts from the checkpoint.
+    "lbfgs_multiscale_boundary": ({"optim.name": "lbfgs",
+                                   "optim.learning_rate": 1.0,
+                                   "multiscale.sizes": (24, 32),
+                                   "multiscale.steps": (4, 4)}, 4,
+                                  [2, 4, 6, 8]),
+}
+
+
+@pytest.mark.parametrize("case", list(RESUME_CASES))
 def test_interrupt_then_resume_matches_uninterrupted(tmp_path, good, params,
-                                                     monkeypatch):
-    c = _config(good, **{"optim.steps": 6, "checkpoint_every": 2,
-                         "init": "noise"})
+                                                     monkeypatch, case):
+    over, stop, recorded = RESUME_CASES[case]
+    c = _config(good, **{"checkpoint_every": 2, **over})
     full = runner.execute(c, str(tmp_path / "full"), vgg_params=params,
                           out=io.StringIO())
-    real_save = runs.save_checkpoint
-
-    def save_then_stop(workdir, scale, leaves, metrics):
-        real_save(workdir, scale, leaves, metrics)
-        if metrics[-1]["step"] == 4:
-            raise KeyboardInterrupt
-    monkeypatch.setattr(runs, "save_checkpoint", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        runner.execute(c, str(tmp_path / "cut"), vgg_params=params,
-                       out=io.StringIO())
-    monkeypatch.setattr(runs, "save_checkpoint", real_save)
+    with monkeypatch.context() as m:
+        _stop_after(m, stop)
+        with pytest.raises(KeyboardInterrupt):
+            runner.execute(c, str(tmp_path / "cut"), vgg_params=params,
+                           out=io.StringIO())
     man = json.loads((tmp_path / "cut" / "manifest.json").read_text())
     assert man["status"] == "interrupted"
     assert (tmp_path / "cut" / "interrupted.png").exists()
-    r = cfg.from_dict(cfg.to_dict(c))
-    r.unlock()
-    r.resume = str(tmp_path / "cut")
-    resumed = runner.execute(r, str(tmp_path / "resumed"), vgg_params=params,
+    resumed = runner.execute(_resumed(c, tmp_path / "cut"),
+                             str(tmp_path / "resumed"), vgg_params=params,
                              out=io.StringIO())
-    with open(full, "rb") as a, open(resumed, "rb") as b:
-        assert a.read() == b.read()
+    assert _bytes(full) == _bytes(resumed)
     steps = [json.loads(l)["step"] for l in
              (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [2, 4, 6]
+    assert steps == recorded
+
+
+def _sweep_members(add):
+    add(**{"loss.style_weight": 1e-3, "seed": 0})
+    add(**{"loss.style_weight": 1e-2, "seed": 1})
+    add(**{"loss.style_weight": 1e38, "seed": 2})  # Diverges at once.
+    add(**{"size": 24, "seed": 3})  # A second group.
+
+
+def test_sweep_interrupt_then_resume_matches_uninterrupted(tmp_path, good,
+                                                           params,
+                                                           monkeypatch):
+    c = _config(good, **{"optim.steps": 6, "checkpoint_every": 2,
+                         "init": "noise", "optim.name": "lbfgs",
+                         "optim.learning_rate": 1.0, "save_every": 0})
+    out = io.StringIO()
+    sweep.run_sweep(c, _sweep_members, str(tmp_path / "full"),
+                    vgg_params=params, out=out)
+    with monkeypatch.context() as m:
+        # Group 1 (members 0-2) finishes; group 2 stops after step 2.
+        real_save = rundir.RunDir.save_checkpoint
+
+        def stop_in_group_2(self, checkpoint):
+            path = real_save(self, checkpoint)
+            if self.path.endswith("member_003") and \
+                    checkpoint.metrics[-1]["step"] == 2:
+                raise KeyboardInterrupt
+            return path
+        m.setattr(rundir.RunDir, "save_checkpoint", stop_in_group_2)
+        with pytest.raises(KeyboardInterrupt):
+            sweep.run_sweep(c, _sweep_members, str(tmp_path / "cut"),
+                            vgg_params=params, out=out)
+    cut = tmp_path / "cut"
+    status = [json.loads((cut / f"member_{i:03d}" / "manifest.json")
+                         .read_text())["status"] for i in range(4)]
+    assert status == ["done", "done", "diverged", "interrupted"]
+    assert (cut / "member_003" / "interrupted.png").exists()
+    rows = json.loads((cut / "results.json").read_text())
+    assert [r["status"] for r in rows] == status
+    sweep.run_sweep(_resumed(c, cut), _sweep_members,
+                    str(tmp_path / "resumed"), vgg_params=params, out=out)
+    for i in range(4):
+        name = "diverged.png" if i == 2 else "final.png"
+        a = tmp_path / "full" / f"member_{i:03d}" / name
+        b = tmp_path / "resumed" / f"member_{i:03d}" / name
+        assert _bytes(a) == _bytes(b), i
+    rows = json.loads((tmp_path / "resumed" / "results.json").read_text())
+    assert [r["status"] for r in rows] == ["done", "done", "diverged",
+                                           "done"]
+
+
+def test_sweep_resume_of_another_sweep_is_refused(tmp_path, good, params):
+    c = _config(good, **{"checkpoint_every": 2, "init": "noise"})
+    sweep.run_sweep(c, _sweep_members, str(tmp_path / "a"),
+                    vgg_params=params, out=io.StringIO())
+    with pytest.raises(UserError, match="differ from those recorded"):
+        sweep.run_sweep(_resumed(c, tmp_path / "a"),
+                        lambda add: add(seed=5), str(tmp_path / "b"),
+                        vgg_params=params, out=io.StringIO())
+    assert not (tmp_path / "b").exists()
 
 
 def test_resume_with_a_different_config_is_refused(tmp_path, good, params,
@@ -196,24 +290,12 @@ def test_resume_with_a_different_config_is_refused(tmp_path, good, params,
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_real_signal_saves_image_and_marks_manifest(tmp_path, sig):
     wd = tmp_path / "run"
-    with subprocess.Popen(
-            [sys.executable, os.path.join(ROOT, "scripts", "run.py"),
-             "--config=" + os.path.join(ROOT, "configs", "tiny.py"),
-             f"--workdir={wd}", "--config.optim.steps=100000",
-             "--config.save_every=0"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            cwd=ROOT) as proc:
-        try:
-            deadline = time.time() + 240
-            for line in proc.stderr:  # Wait until steps are running.
-                if "[nst_jax] step" in line or time.time() > deadline:
-                    break
-            proc.send_signal(sig)
-            proc.stderr.read()
-            proc.wait(timeout=120)
-        finally:
-            proc.kill()
-    assert proc.returncode == 130
+    code, rest = interrupt_when(
+        [sys.executable, os.path.join(ROOT, "scripts", "run.py"),
+         "--config=" + os.path.join(ROOT, "configs", "tiny.py"),
+         f"--workdir={wd}", "--config.optim.steps=100000",
+         "--config.save_every=0"], "[nst_jax] step", sig, ROOT)
+    assert code == 130, rest[-2000:]
     man = json.loads((wd / "manifest.json").read_text())
     assert man["status"] == "interrupted"
     assert (wd / "interrupted.png").exists()

@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -13,8 +14,9 @@ import pytest
 from PIL import Image
 
 from nst_jax import config as cfg
-from nst_jax import stylize, sweep, sweep_runs, vgg19
+from nst_jax import driver, loop, sharding, sweep, vgg19
 from nst_jax.errors import UserError
+from tests.helpers import interrupt_when
 from tests.test_config import load_preset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,6 +30,8 @@ def params():
 def _tiny(**over):
     """configs/tiny.py with 4 steps in 2 chunks, no snapshots."""
     base = {"optim.steps": 4, "log_every": 2, "save_every": 0}
+    if over.get("optim.name") == "lbfgs":  # Its line search picks steps.
+        base["optim.learning_rate"] = 1.0
     return cfg.override(load_preset("tiny"), {**base, **over})
 
 
@@ -35,7 +39,7 @@ def _sweep3(add):
     """Three members differing only in traced fields: one group."""
     add(**{"loss.style_weight": 1e-3, "seed": 0})
     add(**{"loss.style_weight": 1e-2, "seed": 1})
-    add(**{"loss.style_weight": 3e-2, "seed": 2, "optim.learning_rate": 2.0,
+    add(**{"loss.style_weight": 3e-2, "seed": 2, "optim.ema_decay": 0.5,
            "loss.style_layer_weights": [2.0, 0.5]})
 
 
@@ -59,10 +63,10 @@ def test_expand_and_group():
     assert base.loss.style_weight == load_preset("tiny").loss.style_weight
     with pytest.raises(AttributeError):  # Members are locked.
         members[0].loss.styel_weight = 1.0
-    assert sweep.group(members) == [[0, 1, 2], [3, 6], [4], [5]]
+    assert driver.group(members) == [[0, 1, 2], [3, 6], [4], [5]]
     assert sweep.varying_keys(members[:3]) == [
-        "loss.style_layer_weights", "loss.style_weight",
-        "optim.learning_rate", "seed"]
+        "loss.style_layer_weights", "loss.style_weight", "optim.ema_decay",
+        "seed"]
 
 
 @pytest.mark.parametrize("over", [{"loss.styel_weight": 1.0},
@@ -84,10 +88,10 @@ def test_empty_sweep_raises():
 def test_batched_members_equal_runs_alone(params, opt):
     members = sweep.expand(_tiny(init="noise", **{"optim.name": opt}),
                            _sweep3)
-    res = sweep.run_group(members, params)
+    res = driver.run_group(members, params)
     assert res.status == ["done"] * 3
     for i, c in enumerate(members):
-        alone, metrics = stylize.stylize(c, vgg_params=params)
+        alone, metrics = driver.stylize(c, params)
         assert _rel(res.images[i], alone) <= 1e-4
         assert [m["step"] for m in res.metrics[i]] == [2, 4]
         np.testing.assert_allclose(res.metrics[i][-1]["loss"],
@@ -98,13 +102,14 @@ def test_batched_members_equal_runs_alone(params, opt):
 
 _SHARDED = """
 import json, jax
-from nst_jax import sweep, vgg19
+from nst_jax import driver, sharding, sweep, vgg19
 from tests.test_sweep import _sweep3, _tiny, _rel
 members = sweep.expand(_tiny(init="noise", **{"optim.name": "%s"}), _sweep3)
 params = vgg19.random_params(0)
-mesh = sweep.make_mesh()
-a = sweep.run_group(members, params, mesh)  # 3 members padded to 4.
-b = sweep.run_group(members, params, sweep.make_mesh(jax.devices()[:1]))
+mesh = sharding.make_mesh()
+a = driver.run_group(members, params, mesh=mesh)  # 3 members padded to 4.
+b = driver.run_group(members, params,
+                     mesh=sharding.make_mesh(jax.devices()[:1]))
 print(json.dumps({"devices": mesh.size, "status": a.status,
                   "rel": [_rel(x, y) for x, y in zip(a.images, b.images)]}))
 """
@@ -127,23 +132,24 @@ def test_sharded_over_four_devices_equals_unsharded(opt):
 
 def test_one_compile_per_static_group(params, monkeypatch):
     traces = []
-    real = stylize.run_chunk
+    real = loop.run_chunk
 
     def counting(*args):
         traces.append(args[0])
         return real(*args)
-    monkeypatch.setattr(stylize, "run_chunk", counting)
-    sweep.batched_chunk.cache_clear()  # Fresh jit caches: count from zero.
+    monkeypatch.setattr(loop, "run_chunk", counting)
+    loop.programs.cache_clear()  # Fresh jit caches: count from zero.
+    driver._EXECUTABLES.clear()
 
     def sw(add):
         _sweep3(add)
         add(**{"optim.name": "sgd", "seed": 3})
         add(**{"optim.name": "sgd", "seed": 4})
-    members = sweep.expand(_tiny(**{"optim.steps": 6}), sw)
-    groups = sweep.group(members)
+    members = sweep.expand(_tiny(init="noise", **{"optim.steps": 6}), sw)
+    groups = driver.group(members)
     assert groups == [[0, 1, 2], [3, 4]]
     for idx in groups:  # 3 chunks each: later chunks must not retrace.
-        sweep.run_group([members[i] for i in idx], params)
+        driver.run_group([members[i] for i in idx], params)
     assert len(traces) == 2
 
 
@@ -154,7 +160,8 @@ def test_run_sweep_writes_everything(tmp_path, params):
         add(**{"size": 48})
     wd = str(tmp_path / "sweep")
     out = io.StringIO()
-    summary = sweep_runs.run_sweep(_tiny(), sw, wd, vgg_params=params, out=out)
+    summary = sweep.run_sweep(_tiny(init="noise"), sw, wd, vgg_params=params,
+                              out=out)
     assert summary["groups"] == 2
     status = ["done"] * 3 + ["diverged", "done"]
     for i in range(5):
@@ -164,7 +171,8 @@ def test_run_sweep_writes_everything(tmp_path, params):
         with open(os.path.join(d, "manifest.json")) as f:
             man = json.load(f)
         assert man["status"] == status[i]
-        assert man["sweep"]["group"] == (0 if i < 4 else 1)
+        assert man["group"]["index"] == (0 if i < 4 else 1)
+        assert man["sweep"]["member"] == f"member_{i:03d}"
         if status[i] == "done":
             assert {"final.png", "loss_curve.png"} <= files
             with open(os.path.join(d, "metrics.jsonl")) as f:
@@ -189,14 +197,15 @@ def test_run_sweep_writes_everything(tmp_path, params):
         assert im.width >= 3 * 160 and im.height >= 2 * 160
     assert "[sweep]" in out.getvalue()
     with pytest.raises(UserError, match="already holds"):
-        sweep_runs.run_sweep(_tiny(), sw, wd, vgg_params=params, out=out)
+        sweep.run_sweep(_tiny(init="noise"), sw, wd, vgg_params=params,
+                        out=out)
 
 
 def test_sweep_file_and_script_errors(tmp_path):
     path = os.path.join(ROOT, "configs", "sweep_style_weight.py")
     members = sweep.expand(load_preset("sweep_style_weight"),
                            sweep.load_sweep_fn(path + ":unused"))
-    assert len(members) == 8 and len(sweep.group(members)) == 1
+    assert len(members) == 8 and len(driver.group(members)) == 1
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "scripts", "sweep.py"),
          "--config=" + os.path.join(ROOT, "configs", "tiny.py"),
@@ -223,3 +232,64 @@ def test_sweep_py_cli_runs_the_example_sweep(tmp_path):
     with open(wd / "results.json") as f:
         assert len(json.load(f)) == 8
     assert os.path.isfile(wd / "member_007" / "final.png")
+
+
+@pytest.mark.parametrize("over,sweep_key,message", [
+    ({"optim.name": "lbfgs"}, "optim.learning_rate", "line search"),
+    ({}, "seed", "init=noise"),
+    ({"optim.name": "adam"}, "optim.memory_size", "only L-BFGS"),
+])
+def test_a_sweep_over_a_field_with_no_effect_is_refused(
+        tmp_path, params, capsys, over, sweep_key, message):
+    values = {"optim.learning_rate": (0.5, 2.0), "seed": (0, 1),
+              "optim.memory_size": (5, 20)}[sweep_key]
+    base = _tiny(**{"optim.learning_rate": 1.0, **over})
+
+    def sw(add):
+        for v in values:
+            add(**{sweep_key: v})
+    wd = tmp_path / "s"
+    assert sweep.main(base, sw, str(wd), vgg_params=params) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert sweep_key in err and message in err, err
+    assert not wd.exists()
+
+
+def test_lbfgs_learning_rate_is_refused_unless_a_schedule_uses_it():
+    with pytest.raises(UserError, match="no effect"):
+        cfg.validate(_tiny(**{"optim.name": "lbfgs",
+                              "optim.learning_rate": 0.5}))
+    cfg.validate(_tiny(**{"optim.name": "lbfgs", "optim.learning_rate": 0.5,
+                          "optim.schedule": "cosine"}))
+
+
+@pytest.mark.parametrize("script", ["run.py", "sweep.py"])
+def test_a_misspelled_config_path_is_one_line_and_exit_2(tmp_path, script):
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", script),
+         "--config=configs/defualt.py", f"--workdir={tmp_path / 'x'}"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "configs/defualt.py" in lines[0], lines
+    assert not os.path.exists(tmp_path / "x")
+
+
+def test_ctrl_c_stops_a_sweep_saving_every_member(tmp_path):
+    wd = tmp_path / "sweep"
+    code, rest = interrupt_when(
+        [sys.executable, os.path.join(ROOT, "scripts", "sweep.py"),
+         "--config=" + os.path.join(ROOT, "configs", "sweep_style_weight.py"),
+         f"--workdir={wd}", "--config.size=32",
+         "--config.optim.steps=100000", "--config.log_every=2",
+         "--config.checkpoint_every=2"],
+        "[sweep] group 1/1 step", signal.SIGINT, ROOT)
+    assert code == 130, rest[-2000:]
+    assert "--config.resume=" in rest
+    for i in range(8):
+        d = wd / f"member_{i:03d}"
+        with open(d / "manifest.json") as f:
+            assert json.load(f)["status"] == "interrupted"
+        assert (d / "interrupted.png").exists()
+        assert (d / "checkpoint.npz").exists()

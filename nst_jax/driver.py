@@ -1,0 +1,255 @@
+"""The one scale loop: runs a group of members, coarse to fine.
+
+A group is a list of configs that differ only in traced fields
+(:data:`nst_jax.loop.TRACED_KEYS`); a single run is a group of one on one
+device. Per scale: prepare the inputs, compute the targets once, start
+each member from its init image (first scale), from its own previous
+output upsampled (later scales) or from a checkpoint, then run chunks of
+``log_every`` steps, checking every member's loss for NaN/inf after each.
+The driver writes no files: a callback sees every chunk (run directories,
+progress, checkpoints), and the result carries images and metrics.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import json
+import time
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import ml_collections
+import numpy as np
+from flax import traverse_util
+from jax.sharding import Mesh
+
+from nst_jax import config as cfg
+from nst_jax import images, inputs, loop, rundir, sharding, weights
+from nst_jax import targets as targets_lib
+
+
+class ChunkInfo(NamedTuple):
+    """What the callback sees after every chunk (lists: one per member)."""
+    scale: int  # Index into config.multiscale.sizes.
+    step: int  # Steps done at this scale.
+    steps: int  # Steps of this scale.
+    global_step: int  # Steps done over all scales.
+    total_steps: int
+    records: list  # The metrics line per member; None once it diverged.
+    images: list  # Output RGB 0..255 (H, W, 3) per member (last good).
+    raw_images: list  # The optimised image itself (before recolouring).
+    errors: list  # "" or the member's divergence message.
+    # Host copies of each member's State leaves; read before returning
+    # (the next chunk donates the state's buffers).
+    state_leaves: Callable[[], list]
+
+
+class GroupResult(NamedTuple):
+    images: list  # Final (or last good) output RGB per member.
+    metrics: list  # Metric records per member.
+    status: list  # "done" or "diverged" per member.
+    errors: list  # "" or the divergence message per member.
+    compile_s: float  # Lowering + XLA compile of the group's programs.
+    # Everything else (targets, init, steps, host transfers), callbacks
+    # excluded so file writing does not count as compute.
+    run_s: float
+
+
+def group_key(config: ml_collections.ConfigDict) -> str:
+    """The config without its traced fields: equal keys, one program."""
+    flat = traverse_util.flatten_dict(cfg.to_dict(config), sep=".")
+    return json.dumps({k: v for k, v in flat.items()
+                       if k not in loop.TRACED_KEYS}, sort_keys=True)
+
+
+def group(configs: list) -> list[list[int]]:
+    """Member indices per group, groups in order of first appearance."""
+    groups: dict[str, list[int]] = {}
+    for i, c in enumerate(configs):
+        groups.setdefault(group_key(c), []).append(i)
+    return list(groups.values())
+
+
+_EXECUTABLES: collections.OrderedDict = collections.OrderedDict()
+
+
+def _compiled(fn, *args) -> tuple[Callable, float]:
+    """``fn`` compiled for these arguments (cached) and the seconds spent."""
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    key = (fn, tree, tuple((x.shape, x.dtype, x.sharding) for x in leaves))
+    if key in _EXECUTABLES:
+        _EXECUTABLES.move_to_end(key)
+        return _EXECUTABLES[key], 0.0
+    t = time.perf_counter()
+    exe = fn.lower(*args).compile()
+    _EXECUTABLES[key] = exe
+    while len(_EXECUTABLES) > 64:
+        _EXECUTABLES.popitem(last=False)
+    return exe, time.perf_counter() - t
+
+
+def _stack(items: list, size: int):
+    """Stacks pytrees on a new axis 0, padded by repeating the last one."""
+    items = list(items) + [items[-1]] * (size - len(items))
+    return jax.tree_util.tree_map(
+        lambda *xs: np.stack([np.asarray(x) for x in xs]), *items)
+
+
+def _rgb(image_vgg: np.ndarray) -> np.ndarray:
+    """(1, H, W, 3) VGG space -> (H, W, 3) RGB float32."""
+    return np.asarray(images.from_vgg(image_vgg[0]), np.float32)
+
+
+def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
+              callback: Optional[Callable[[ChunkInfo], None]] = None,
+              resume: Optional[list[rundir.Checkpoint]] = None
+              ) -> GroupResult:
+    """Runs members that differ only in traced fields as one program.
+
+    Args:
+      configs: validated member configs with equal :func:`group_key`.
+      vgg_params: VGG19 params (replicated over the mesh).
+      mesh: devices to split the members over; default all devices, or
+        this process's first device for a group of one.
+      callback: called after every chunk, on every process.
+      resume: one :class:`nst_jax.rundir.Checkpoint` per member, all at
+        the same scale and step, to continue from instead of starting
+        afresh.
+    """
+    c0, n = configs[0], len(configs)
+    if len({group_key(c) for c in configs}) != 1:
+        raise ValueError("run_group needs configs that differ only in "
+                         f"traced fields {loop.TRACED_KEYS}")
+    if resume is not None and len({r.scale for r in resume}) != 1:
+        raise ValueError("resumed members must be at the same scale")
+    mesh = mesh or (sharding.single_device_mesh() if n == 1
+                    else sharding.make_mesh())
+    size_b = -(-n // mesh.size) * mesh.size
+    params = sharding.put(vgg_params, mesh, batched=False)
+    plan = cfg.scales(c0)
+    total = sum(s for _, s in plan)
+    first = resume[0].scale if resume else 0
+    metrics = [list(r.metrics) for r in resume] if resume else [
+        [] for _ in range(n)]
+    errors = [r.error for r in resume] if resume else [""] * n
+    last = [r.last_good for r in resume] if resume else [None] * n
+    raw: list = [None] * n
+    done = sum(s for _, s in plan[:first])
+    compile_s = callback_s = 0.0
+    t_start = time.perf_counter()
+    for si, (size, steps) in enumerate(plan):
+        if si < first or all(errors):
+            continue
+        inp = inputs.prepare(c0, size)
+        h, w = inp.content_rgb.shape[:2]
+        static = loop.static_from_config(c0, steps)
+        hps = [loop.hparams_from_config(c, len(inp.style_rgbs))
+               for c in configs]
+        tgt = sharding.put(targets_lib.compute(
+            vgg_params, static.spec, inp.content_rgb, inp.style_rgbs,
+            inp.masks, targets_lib.portrait_targets(c0, vgg_params, inp,
+                                                    static.spec)),
+            mesh, batched=False)
+        hp_b = sharding.put(_stack(hps, size_b), mesh, batched=True)
+        length = min(c0.log_every, steps)
+        progs = loop.programs(static, length, mesh)
+        if resume is not None and si == first:
+            image0 = np.zeros((size_b, 1, h, w, 3), np.float32)
+            treedef = jax.tree_util.tree_structure(jax.eval_shape(
+                progs.init, image0, hp_b, params, tgt))
+            state = sharding.put(jax.tree_util.tree_unflatten(
+                treedef, _stack([r.leaves for r in resume], size_b)),
+                mesh, batched=True)
+        else:
+            if raw[0] is None:  # First scale: each member's init image.
+                image0 = [targets_lib.init_image(
+                    c0.init, hp["seed"], inp.content_rgb, inp.init_rgb)
+                    for hp in hps]
+            else:  # Coarse to fine: the raw optimised image, upsampled.
+                image0 = [images.to_vgg(images.resize(r, (h, w)))[None]
+                          for r in raw]
+            image0_b = sharding.put(_stack(image0, size_b), mesh,
+                                    batched=True)
+            init, dt = _compiled(progs.init, image0_b, hp_b, params, tgt)
+            compile_s += dt
+            state = init(image0_b, hp_b, params, tgt)
+        start = sharding.gather(progs.image(state, hp_b))[:n]
+        for i in range(n):
+            if not errors[i]:
+                raw[i] = _rgb(start[i])
+                last[i] = targets_lib.output_rgb(configs[i], inp, raw[i])
+        k = int(sharding.gather(state.step)[0])
+        n_active = sharding.put(np.int32(length), mesh, batched=False)
+        chunk, dt = _compiled(progs.chunk, state, params, tgt, hp_b,
+                              n_active)
+        compile_s += dt
+        while k < steps and not all(errors):
+            m = min(length, steps - k)
+            state, losses_bt, aux_b, image_b = chunk(
+                state, params, tgt, hp_b,
+                sharding.put(np.int32(m), mesh, batched=False))
+            losses_bt = sharding.gather(losses_bt)[:n, :m]
+            aux_b = {key: sharding.gather(v)[:n] for key, v in aux_b.items()}
+            image_b = sharding.gather(image_b)[:n]
+            records = []
+            for i in range(n):
+                rec = {key: float(v[i]) for key, v in aux_b.items()}
+                if not errors[i] and not (np.all(np.isfinite(losses_bt[i]))
+                                          and np.isfinite(rec["loss"])):
+                    errors[i] = (
+                        f"loss became NaN/inf between steps {done + k} and "
+                        f"{done + k + m} (scale {si}, size {size}); lower "
+                        "the learning rate or the loss weights")
+                if errors[i]:
+                    records.append(None)
+                    continue
+                # loss_start: the loss before this chunk's first step (at
+                # step 0 of a run, the starting image's loss).
+                rec.update(step=done + k + m, scale=si, size=size,
+                           loss_start=float(losses_bt[i, 0]),
+                           loss_min=float(losses_bt[i].min()))
+                metrics[i].append(rec)
+                records.append(rec)
+                raw[i] = _rgb(image_b[i])
+                last[i] = targets_lib.output_rgb(configs[i], inp, raw[i])
+            k += m
+            if callback is not None:
+                t = time.perf_counter()
+                leaves = functools.cache(
+                    functools.partial(_member_leaves, state, n))
+                callback(ChunkInfo(si, k, steps, done + k, total, records,
+                                   list(last), list(raw), list(errors),
+                                   leaves))
+                callback_s += time.perf_counter() - t
+        done += steps
+    run_s = time.perf_counter() - t_start - compile_s - callback_s
+    status = ["diverged" if e else "done" for e in errors]
+    return GroupResult(last, metrics, status, errors, compile_s, run_s)
+
+
+def _member_leaves(state, n: int) -> list:
+    """[member][leaf] host arrays of a batched state."""
+    leaves = [sharding.gather(x) for x in jax.tree_util.tree_leaves(state)]
+    return [[leaf[i] for leaf in leaves] for i in range(n)]
+
+
+def stylize(config: ml_collections.ConfigDict, vgg_params=None
+            ) -> tuple[np.ndarray, list[dict]]:
+    """One run in memory (no files): the final RGB image and its metrics.
+
+    Args:
+      config: a config built on ``nst_jax.config.base()``.
+      vgg_params: VGG19 params; loaded from ``config.model.weights`` if None.
+
+    Raises:
+      UserError: a bad config or input.
+      FloatingPointError: the loss went NaN/inf (the message says when).
+    """
+    cfg.validate(config)
+    if vgg_params is None:
+        vgg_params = weights.load_vgg19_params(config.model.weights or None)
+    res = run_group([config], vgg_params)
+    if res.errors[0]:
+        raise FloatingPointError(res.errors[0])
+    return res.images[0], res.metrics[0]

@@ -1,0 +1,133 @@
+"""What the optimisation aims at, computed once per scale outside the loop.
+
+Content features, per-style Gram matrices and guided-Gram masks
+(:func:`compute`), the Selim et al. 2016 gain-modulated content targets
+(:func:`portrait_targets`), the starting image (:func:`init_image`) and the
+colour of the saved output (:func:`output_rgb`). Inputs are the RGB 0..255
+arrays of :mod:`nst_jax.inputs`; outputs are jax arrays in VGG space.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from nst_jax import alignment, color, images, inputs, losses, portrait
+from nst_jax import vgg19
+
+
+def compute(vgg_params, spec: losses.LossSpec, content_rgb: np.ndarray,
+            style_rgbs: list, masks_SxHxW: Optional[np.ndarray] = None,
+            content_overrides: Optional[dict] = None) -> dict:
+    """Content features and per-style Grams, computed once per scale.
+
+    Args:
+      vgg_params: VGG19 conv params.
+      spec: layers, pooling, dtype.
+      content_rgb: (H, W, 3) 0..255.
+      style_rgbs: list of (h, w, 3) 0..255 (sizes may differ).
+      masks_SxHxW: optional masks over the content frame, one per style.
+      content_overrides: {layer: target} replacing plain content features
+        (the portrait gain-map targets).
+
+    Returns:
+      {"content": {layer: (1, h, w, C)}, "style": {layer: (S, C, C)}} and,
+      with masks, "masks": {layer: (S, h, w)}.
+    """
+    feats = vgg19.features(vgg_params, content_rgb, spec.layers,
+                           spec.pooling, spec.dtype)
+    content = {l: feats[l] for l in spec.content_layers}
+    content.update(content_overrides or {})
+    grams = [
+        {l: losses.gram(f[l])[0] for l in spec.style_layers}
+        for f in (vgg19.features(vgg_params, s, spec.style_layers,
+                                 spec.pooling, spec.dtype)
+                  for s in style_rgbs)]
+    targets = {"content": content,
+               "style": {l: jnp.stack([g[l] for g in grams])
+                         for l in spec.style_layers}}
+    if masks_SxHxW is not None:
+        m = jnp.asarray(masks_SxHxW, jnp.float32)
+        targets["masks"] = {
+            l: jax.image.resize(m, (m.shape[0],) + feats[l].shape[1:3],
+                                "linear", antialias=True)
+            for l in spec.style_layers}
+    return targets
+
+
+def portrait_targets(config: ml_collections.ConfigDict, vgg_params,
+                     inp: inputs.ScaleInputs, spec: losses.LossSpec
+                     ) -> Optional[dict]:
+    """Selim et al. 2016 gain-modulated content targets, or None.
+
+    The first style image is resized to the content frame and aligned to
+    the content as ``config.portrait.align`` says; the gains are taken at
+    ``config.portrait.layers``.
+    """
+    P = config.portrait
+    if not P.enabled:
+        return None
+    h, w = inp.content_rgb.shape[:2]
+    style = images.resize(inp.style_rgbs[0], (h, w))
+
+    def feats(rgb, layers):
+        return vgg19.features(vgg_params, rgb, layers, spec.pooling,
+                              spec.dtype)
+    if P.align == "features":
+        style, _ = alignment.align_style(style, inp.content_rgb, feats,
+                                         layer=P.align_layer)
+    elif P.align == "masks":
+        style = alignment.align_with_masks(
+            style, inp.content_rgb, images.load_mask(P.style_mask, (h, w)),
+            images.load_mask(P.content_mask, (h, w)))
+    elif P.align == "flow":
+        style = alignment.align_with_flow(
+            style, inputs.load_flow(P.flow, (h, w)), (h, w))
+    layers = tuple(P.layers)
+    return portrait.gain_targets(feats(inp.content_rgb, layers),
+                                 feats(style, layers), layers, P.g_min,
+                                 P.g_max)
+
+
+def init_image(kind: str, seed, content_rgb: np.ndarray,
+               other_rgb: Optional[np.ndarray] = None) -> jax.Array:
+    """Starting image in VGG space, (1, H, W, 3).
+
+    Args:
+      kind: "content"; "noise" (uniform 0..255 from ``seed``, so members
+        of a sweep differ by seed); "style" / "file" (``other_rgb``,
+        already resized to the content frame).
+      seed: int or int32 array.
+      content_rgb: (H, W, 3) 0..255.
+      other_rgb: the image for "style" and "file".
+    """
+    h, w = content_rgb.shape[:2]
+    if kind == "noise":
+        key = jax.random.PRNGKey(seed)
+        rgb = jax.random.uniform(key, (h, w, 3), jnp.float32, 0.0, 255.0)
+    elif kind == "content":
+        rgb = jnp.asarray(content_rgb, jnp.float32)
+    else:
+        if other_rgb is None:
+            raise ValueError(f"init {kind!r} needs an image")
+        rgb = jnp.asarray(other_rgb, jnp.float32)
+    return images.to_vgg(rgb)[None]
+
+
+def output_rgb(config: ml_collections.ConfigDict, inp: inputs.ScaleInputs,
+               raw_rgb: np.ndarray) -> np.ndarray:
+    """The image as saved, from the optimised one (RGB 0..255 float32).
+
+    With luminance-only colour preservation the optimised image is a grey
+    picture; the photo's chroma is put back here. Only the saved output is
+    recoloured: the next scale of a coarse-to-fine run starts from the raw
+    optimised image, whose targets are grey too.
+    """
+    rgb = np.asarray(raw_rgb, np.float32)
+    if config.color.preserve == "luminance":
+        rgb = color.recombine_luminance(rgb, inp.original_rgb)
+    return rgb
