@@ -1,7 +1,9 @@
 """Step speed and memory: python scripts/benchmark.py [--sizes=256,512]
 
 Prints a table and writes JSON (--out). Runs unchanged on CPU and GPU.
-Sizes default to 256 and 512; add 1024 with --sizes=256,512,1024.
+Sizes default to 256 and 512; add 1024 with --sizes=256,512,1024. Then the
+fast network's forward pass at --fast_sizes (256, 512, 1024), next to
+onnxruntime's int8 graph when `pip install -e '.[onnx]'` was run.
 """
 
 import json
@@ -14,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 from absl import app, flags  # noqa: E402
 
 from nst_jax import benchmark  # noqa: E402
+from nst_jax.fast import speed  # noqa: E402
 
 _SIZES = flags.DEFINE_list("sizes", ["256", "512"], "Image long sides.")
 _OPTS = flags.DEFINE_list("optimisers", ["adam", "lbfgs"], "Optimisers.")
@@ -23,6 +26,10 @@ _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps after warm-up.")
 _CHUNK = flags.DEFINE_integer("chunk", 10, "Steps per compiled chunk.")
 _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"],
                            "Compute dtype (bfloat16 for accelerators).")
+_FAST = flags.DEFINE_list(
+    "fast_sizes", ["256", "512", "1024"],
+    "Sizes for the fast network's forward pass (empty: skip); onnxruntime's "
+    "int8 graph beside it when the onnx extra is installed.")
 _OUT = flags.DEFINE_string("out", None, "Write the JSON result here.")
 
 
@@ -35,6 +42,11 @@ def main(argv):
         _DTYPE.value, log=lambda r: print(json.dumps(r), file=sys.stderr,
                                           flush=True))
     print(benchmark.table(result))
+    if _FAST.value:
+        result["fast"] = speed.run(
+            [int(s) for s in _FAST.value],
+            log=lambda r: print(json.dumps(r), file=sys.stderr, flush=True))
+        print(speed.table(result["fast"]))
     print(json.dumps(result["memory"]))
     if _OUT.value:
         with open(_OUT.value, "w") as f:

@@ -1,5 +1,6 @@
 """The benchmark runs (tiny sizes) and bfloat16 compute stays close."""
 
+import json
 import os
 import subprocess
 import sys
@@ -38,10 +39,13 @@ def test_script_writes_json(tmp_path):
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"),
          "--sizes=32", "--optimisers=adam", "--batches=1", "--steps=1",
-         "--chunk=1", f"--out={out}"],
+         "--chunk=1", "--fast_sizes=24", f"--out={out}"],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert out.exists() and "ratio_to_plain_conv" in proc.stdout
+    with open(out) as f:
+        fast = json.load(f)["fast"]
+    assert fast[0]["size"] == 24 and fast[0]["ms"] > 0
 
 
 def test_bfloat16_loss_within_tolerance_of_float32():
