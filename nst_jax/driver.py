@@ -16,7 +16,7 @@ import collections
 import functools
 import json
 import time
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, Optional
 
 import jax
 import ml_collections
@@ -26,41 +26,26 @@ from jax.sharding import Mesh
 
 from nst_jax import config as cfg
 from nst_jax import images, inputs, loop, rundir, sharding, weights
+from nst_jax.report import ChunkInfo, GroupResult
 from nst_jax import targets as targets_lib
+from nst_jax.fast import group as fast_group
+from nst_jax.fast import transfer
+from nst_jax.fast import weights as fast_weights
 
 
-class ChunkInfo(NamedTuple):
-    """What the callback sees after every chunk (lists: one per member)."""
-    scale: int  # Index into config.multiscale.sizes.
-    step: int  # Steps done at this scale.
-    steps: int  # Steps of this scale.
-    global_step: int  # Steps done over all scales.
-    total_steps: int
-    records: list  # The metrics line per member; None once it diverged.
-    images: list  # Output RGB 0..255 (H, W, 3) per member (last good).
-    raw_images: list  # The optimised image itself (before recolouring).
-    errors: list  # "" or the member's divergence message.
-    # Host copies of each member's State leaves; read before returning
-    # (the next chunk donates the state's buffers).
-    state_leaves: Callable[[], list]
+def group_key(config: ml_collections.ConfigDict,
+              with_content: bool = False) -> str:
+    """The config without its traced fields: equal keys, one program.
 
-
-class GroupResult(NamedTuple):
-    images: list  # Final (or last good) output RGB per member.
-    metrics: list  # Metric records per member.
-    status: list  # "done" or "diverged" per member.
-    errors: list  # "" or the divergence message per member.
-    compile_s: float  # Lowering + XLA compile of the group's programs.
-    # Everything else (targets, init, steps, host transfers), callbacks
-    # excluded so file writing does not count as compute.
-    run_s: float
-
-
-def group_key(config: ml_collections.ConfigDict) -> str:
-    """The config without its traced fields: equal keys, one program."""
+    The fast method also batches different photos (of any size) in one
+    group, so its key leaves out the content path unless ``with_content``.
+    """
     flat = traverse_util.flatten_dict(cfg.to_dict(config), sep=".")
-    return json.dumps({k: v for k, v in flat.items()
-                       if k not in loop.TRACED_KEYS}, sort_keys=True)
+    skip = set(loop.TRACED_KEYS)
+    if config.method == "fast" and not with_content:
+        skip.add("content")
+    return json.dumps({k: v for k, v in flat.items() if k not in skip},
+                      sort_keys=True)
 
 
 def group(configs: list) -> list[list[int]]:
@@ -103,9 +88,12 @@ def _rgb(image_vgg: np.ndarray) -> np.ndarray:
 
 def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
               callback: Optional[Callable[[ChunkInfo], None]] = None,
-              resume: Optional[list[rundir.Checkpoint]] = None
-              ) -> GroupResult:
+              resume: Optional[list[rundir.Checkpoint]] = None,
+              fast_params=None) -> GroupResult:
     """Runs members that differ only in traced fields as one program.
+
+    method=fast members are painted in one pass (``nst_jax.fast.group``)
+    and need only ``fast_params``.
 
     Args:
       configs: validated member configs with equal :func:`group_key`.
@@ -116,11 +104,14 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
       resume: one :class:`nst_jax.rundir.Checkpoint` per member, all at
         the same scale and step, to continue from instead of starting
         afresh.
+      fast_params: the fast-stylization network's params, for init=fast.
     """
     c0, n = configs[0], len(configs)
     if len({group_key(c) for c in configs}) != 1:
         raise ValueError("run_group needs configs that differ only in "
                          f"traced fields {loop.TRACED_KEYS}")
+    if c0.method == "fast":
+        return fast_group.run_group(configs, fast_params, callback)
     if resume is not None and len({r.scale for r in resume}) != 1:
         raise ValueError("resumed members must be at the same scale")
     mesh = mesh or (sharding.single_device_mesh() if n == 1
@@ -163,9 +154,7 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
                 mesh, batched=True)
         else:
             if raw[0] is None:  # First scale: each member's init image.
-                image0 = [targets_lib.init_image(
-                    c0.init, hp["seed"], inp.content_rgb, inp.init_rgb)
-                    for hp in hps]
+                image0 = _init_images(configs, inp, hps, fast_params)
             else:  # Coarse to fine: the raw optimised image, upsampled.
                 image0 = [images.to_vgg(images.resize(r, (h, w)))[None]
                           for r in raw]
@@ -228,28 +217,53 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
     return GroupResult(last, metrics, status, errors, compile_s, run_s)
 
 
+def _init_images(configs: list, inp: inputs.ScaleInputs, hps: list,
+                 fast_params) -> list:
+    """Each member's starting image in VGG space, (1, H, W, 3).
+
+    init=fast starts from the fast network's painting of the photo, with
+    each member's own style blend and strength (one batched call).
+    """
+    c0 = configs[0]
+    if c0.init != "fast":
+        return [targets_lib.init_image(c0.init, hp["seed"], inp.content_rgb,
+                                       inp.init_rgb) for hp in hps]
+    emb = transfer.embeddings(fast_params,
+                              inp.style_rgbs + [inp.content_rgb],
+                              c0.fast.style_size)
+    painted = transfer.paint(
+        fast_params, np.stack([inp.content_rgb] * len(configs)),
+        np.stack([transfer.member_embedding(emb, c) for c in configs]))
+    return [images.to_vgg(p)[None] for p in painted]
+
+
 def _member_leaves(state, n: int) -> list:
     """[member][leaf] host arrays of a batched state."""
     leaves = [sharding.gather(x) for x in jax.tree_util.tree_leaves(state)]
     return [[leaf[i] for leaf in leaves] for i in range(n)]
 
 
-def stylize(config: ml_collections.ConfigDict, vgg_params=None
-            ) -> tuple[np.ndarray, list[dict]]:
+def stylize(config: ml_collections.ConfigDict, vgg_params=None,
+            fast_params=None) -> tuple[np.ndarray, list[dict]]:
     """One run in memory (no files): the final RGB image and its metrics.
 
     Args:
       config: a config built on ``nst_jax.config.base()``.
-      vgg_params: VGG19 params; loaded from ``config.model.weights`` if None.
+      vgg_params: VGG19 params; loaded from ``config.model.weights`` if
+        None and the method optimises.
+      fast_params: the fast network's; loaded from ``config.fast.weights``
+        if None and method=fast or init=fast.
 
     Raises:
       UserError: a bad config or input.
       FloatingPointError: the loss went NaN/inf (the message says when).
     """
     cfg.validate(config)
-    if vgg_params is None:
+    if vgg_params is None and config.method == "gatys":
         vgg_params = weights.load_vgg19_params(config.model.weights or None)
-    res = run_group([config], vgg_params)
+    if fast_params is None and "fast" in (config.method, config.init):
+        fast_params = fast_weights.load_params(config.fast.weights or None)
+    res = run_group([config], vgg_params, fast_params=fast_params)
     if res.errors[0]:
         raise FloatingPointError(res.errors[0])
     return res.images[0], res.metrics[0]

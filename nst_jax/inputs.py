@@ -24,8 +24,31 @@ DEFAULT_STYLE = os.path.join(ASSETS, "style.jpg")
 _ASPECT_TOLERANCE = 0.02
 
 
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff",
+                    ".bmp", ".gif")
+
+
 def content_path(config: ml_collections.ConfigDict) -> str:
     return config.content or DEFAULT_CONTENT
+
+
+def content_files(config: ml_collections.ConfigDict) -> list[str]:
+    """The photos of a run: ``content`` itself, or the images in the folder
+    it names (by extension, sorted by name).
+
+    Raises:
+      UserError: a folder with no image files.
+    """
+    path = content_path(config)
+    if not os.path.isdir(path):
+        return [path]
+    files = sorted(os.path.join(path, f) for f in os.listdir(path)
+                   if f.lower().endswith(IMAGE_EXTENSIONS)
+                   and os.path.isfile(os.path.join(path, f)))
+    if not files:
+        raise UserError(f"content folder {path} holds no image files ("
+                        f"{', '.join(IMAGE_EXTENSIONS)})")
+    return files
 
 
 def style_paths(config: ml_collections.ConfigDict) -> list[str]:

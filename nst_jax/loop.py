@@ -37,7 +37,7 @@ _HI = 255.0 + _LO
 TRACED_KEYS = ("loss.content_weight", "loss.style_weight", "loss.tv_weight",
                "loss.content_layer_weights", "loss.style_layer_weights",
                "style_blend", "optim.learning_rate", "optim.ema_decay",
-               "seed")
+               "seed", "fast.strength")
 
 
 class State(NamedTuple):

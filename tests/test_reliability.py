@@ -60,7 +60,11 @@ def _jpeg(tmp_path):
 CASES = [
     ("missing", lambda t, g: {"content": str(t / "nope.jpg")},
      "does not exist"),
-    ("directory", lambda t, g: {"content": str(t)}, "is a directory"),
+    ("style_directory", lambda t, g: {"style": (str(t),)},
+     "is a directory"),
+    ("photo_folder_without_photos", lambda t, g: {"content": (
+        os.makedirs(t / "empty_folder"), str(t / "empty_folder"))[1]},
+     "holds no image files"),
     ("not_image", lambda t, g: {"content": _write(t / "a.png",
                                                   b"hello world")},
      "not"),
