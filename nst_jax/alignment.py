@@ -1,17 +1,15 @@
-"""Style-to-content alignment for the portrait gain maps: warps and
-correspondences between a painted face and a photographed one.
+"""Warps and correspondences between a painted face and a photographed
+one, for the portrait gain maps.
 
-Selim et al. 2016 align the style face to the content face with facial
-landmarks and a dense morph; there is no landmark model here. Instead
-:func:`align_style` finds, per content cell, the most similar style patch
-of one VGG layer (cosine of L2-normalised features), median-filters the
-coarse displacement, upsamples it and warps the style image. That recovers
-shifts and smooth deformations between similar-looking images, but it does
-not morph individual facial parts, knows nothing of eyes or mouths and can
-be wrong where the images share no similar texture. User-supplied
-alternatives: scale + translation from face masks (:func:`align_with_masks`)
-or any dense warp (:func:`align_with_flow`, rescaled per scale by
-:func:`resize_flow`).
+:func:`warp` samples an image at a dense field of source coordinates (a
+flow); :func:`field_to_flow` turns a cell-level nearest-neighbour field into
+one; :func:`resize_flow` fits a flow to another scale. Flows come from
+:mod:`nst_jax.patchmatch` (VGG feature matching), :mod:`nst_jax.landmarks`
+(a thin-plate spline through face points), face masks
+(:func:`align_with_masks`: scale and translation) or the user
+(:func:`align_with_flow`). :func:`nn_field` is the exhaustive
+nearest-neighbour search at one layer: too weak between a photo and a
+painting on its own, kept as the reference PatchMatch is tested against.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from nst_jax import images, vgg19
+from nst_jax import images
 
 #: features_fn(rgb (H, W, 3) 0..255, layers) -> {layer: (1, h, w, C)}.
 FeaturesFn = Callable[[np.ndarray, Sequence[str]], Mapping[str, jax.Array]]
@@ -164,49 +162,6 @@ def warp(image_hxwxC: np.ndarray, coords_HxWx2: np.ndarray) -> np.ndarray:
     top = img[y0, x0] * (1 - wx) + img[y0, x1] * wx
     bottom = img[y1, x0] * (1 - wx) + img[y1, x1] * wx
     return (top * (1 - wy) + bottom * wy).astype(np.float32)
-
-
-def align_style(style_rgb: np.ndarray, content_rgb: np.ndarray,
-                features_fn: FeaturesFn, layer: str = "relu4_1",
-                patch: int = 3, smooth: int = 3
-                ) -> tuple[np.ndarray, dict]:
-    """Warps the style portrait onto the content portrait in feature space.
-
-    The style (0..255 RGB) is first resized to the content's (H, W).
-    ``features_fn(rgb, [layer])`` must return ``{layer: (1, h, w, C)}``;
-    a deep layer is more semantic but coarser. ``patch`` goes to
-    :func:`nn_field`, ``smooth`` to :func:`field_to_flow`.
-
-    Returns:
-      ``(aligned_style (H, W, 3) float32, info)``; info holds ``field``
-      (h, w, 2), ``flow`` (H, W, 2) source coordinates, ``stride`` (sy, sx),
-      ``mean_displacement_px`` (dy, dx), ``mean_abs_displacement_px`` and
-      ``mean_similarity`` (mean best patch cosine, 1 = perfect match).
-    """
-    content = np.asarray(content_rgb, np.float32)
-    big_h, big_w = content.shape[:2]
-    style = images.resize(style_rgb, (big_h, big_w), Image.BILINEAR)
-    f_style, f_content = (_as_hwc(features_fn(im, [layer])[layer], what)
-                          for im, what in ((style, "style"),
-                                           (content, "content")))
-    if f_style.shape != f_content.shape:
-        raise ValueError(f"features differ in shape for equal image sizes: "
-                         f"{f_style.shape} vs {f_content.shape}")
-    field, score = _nn_search(f_style, f_content, patch)
-    h, w = field.shape[:2]
-    # VGG floors odd sizes when pooling, so H / h is not the true stride;
-    # use the network's stride when it is consistent with the shapes.
-    s = vgg19.STRIDE.get(layer)
-    stride = ((s, s) if s and big_h // s == h and big_w // s == w
-              else (big_h / h, big_w / w))
-    flow = field_to_flow(field, (big_h, big_w), stride, smooth)
-    disp = flow - _grid(big_h, big_w)
-    info = {"field": field, "flow": flow, "stride": stride, "layer": layer,
-            "mean_displacement_px": tuple(disp.mean(axis=(0, 1)).tolist()),
-            "mean_abs_displacement_px": float(
-                np.linalg.norm(disp, axis=-1).mean()),
-            "mean_similarity": float(score.mean())}
-    return warp(style, flow), info
 
 
 def _moments(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -129,6 +129,10 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
     done = sum(s for _, s in plan[:first])
     compile_s = callback_s = 0.0
     t_start = time.perf_counter()
+    # The portrait's searched alignment, once per run at the last scale.
+    align = targets_lib.portrait_alignment(
+        c0, vgg_params, inputs.prepare(c0, plan[-1][0]),
+        loop.static_from_config(c0, plan[-1][1]).spec)
     for si, (size, steps) in enumerate(plan):
         if si < first or all(errors):
             continue
@@ -140,7 +144,7 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
         tgt = sharding.put(targets_lib.compute(
             vgg_params, static.spec, inp.content_rgb, inp.style_rgbs,
             inp.masks, targets_lib.portrait_targets(c0, vgg_params, inp,
-                                                    static.spec)),
+                                                    static.spec, align)),
             mesh, batched=False)
         hp_b = sharding.put(_stack(hps, size_b), mesh, batched=True)
         length = min(c0.log_every, steps)

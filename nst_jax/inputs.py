@@ -14,7 +14,7 @@ from typing import NamedTuple, Optional
 import ml_collections
 import numpy as np
 
-from nst_jax import color, config as cfg, images, vgg19
+from nst_jax import color, config as cfg, images, landmarks, vgg19
 from nst_jax.errors import UserError
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
@@ -73,6 +73,10 @@ def input_paths(config: ml_collections.ConfigDict) -> dict[str, str]:
         paths["style_mask"] = P.style_mask
     if P.enabled and P.align == "flow":
         paths["flow"] = P.flow
+    if P.enabled and P.align in ("features", "landmarks") and (
+            P.content_landmarks):
+        paths["content_landmarks"] = P.content_landmarks
+        paths["style_landmarks"] = P.style_landmarks
     return paths
 
 
@@ -126,6 +130,26 @@ def load_flow(path: str, content_hw: tuple) -> np.ndarray:
     return flow
 
 
+def load_landmarks(config: ml_collections.ConfigDict, content_hw: tuple
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The portrait's landmark pair as (y, x) arrays: the photo's in its
+    (H, W) at this scale, the painting's in the painting resized to that
+    frame (as the gains see it).
+
+    Raises:
+      UserError: unreadable or invalid files, or points that do not pair.
+    """
+    P = config.portrait
+    style_hw = images.load(style_paths(config)[0],
+                           max_pixels=config.max_pixels).shape[:2]
+    content = landmarks.load(P.content_landmarks, content_hw)
+    style = landmarks.to_frame(landmarks.load(P.style_landmarks, style_hw),
+                               style_hw, content_hw)
+    landmarks.check_pair(landmarks.read(P.content_landmarks),
+                         landmarks.read(P.style_landmarks))
+    return content, style
+
+
 def _load_mask(path: str, content_hw: tuple, max_pixels: int, what: str
                ) -> np.ndarray:
     mask = images.load_mask(path, content_hw, max_pixels)
@@ -168,6 +192,8 @@ def check(config: ml_collections.ConfigDict) -> None:
             _load_mask(path, hw, config.max_pixels, what)
     if P.enabled and P.align == "flow":
         load_flow(P.flow, hw)
+    if "content_landmarks" in input_paths(config):
+        load_landmarks(config, hw)
 
 
 def prepare(config: ml_collections.ConfigDict, size: int) -> ScaleInputs:

@@ -11,10 +11,11 @@ The aligned style comes from :mod:`nst_jax.alignment`.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Mapping, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def gain_map(content_feat: jax.Array, style_feat: jax.Array,
@@ -33,9 +34,16 @@ def gain_map(content_feat: jax.Array, style_feat: jax.Array,
 
 def gain_targets(content_feats: Mapping[str, jax.Array],
                  style_feats: Mapping[str, jax.Array], layers: Sequence[str],
-                 g_min: float = 0.7, g_max: float = 5.0, eps: float = 1e-4
+                 g_min: float = 0.7, g_max: float = 5.0, eps: float = 1e-4,
+                 confidence: Optional[np.ndarray] = None
                  ) -> dict[str, jax.Array]:
-    """Gained content targets ``{layer: F[C] * gain_map(F[C], F[S])}``.
+    """Gained content targets ``{layer: F[C] * gain}``.
+
+    ``gain`` is :func:`gain_map`; with ``confidence`` (H, W) in [0, 1] at
+    the image's resolution (how sure the alignment is of each pixel), it
+    is blended toward 1 where the alignment is unsure:
+    ``conf * gain + (1 - conf)``, the confidence averaged down to each
+    layer's cells.
 
     Raises:
       ValueError: a layer missing from either dict, or differing shapes.
@@ -52,6 +60,11 @@ def gain_targets(content_feats: Mapping[str, jax.Array],
             raise ValueError(f"layer {layer!r}: content features {c.shape} "
                              f"and style features {s.shape} differ in shape; "
                              "align/resize the style to the content first")
-        out[layer] = jnp.asarray(c, jnp.float32) * gain_map(
-            c, s, g_min, g_max, eps)
+        gain = gain_map(c, s, g_min, g_max, eps)
+        if confidence is not None:
+            conf = jax.image.resize(jnp.asarray(confidence, jnp.float32),
+                                    c.shape[1:3], "linear", antialias=True)
+            conf = jnp.clip(conf, 0.0, 1.0)[None, :, :, None]
+            gain = conf * gain + (1.0 - conf)
+        out[layer] = jnp.asarray(c, jnp.float32) * gain
     return out

@@ -9,15 +9,15 @@ arrays of :mod:`nst_jax.inputs`; outputs are jax arrays in VGG space.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from nst_jax import alignment, color, images, inputs, losses, portrait
-from nst_jax import vgg19
+from nst_jax import alignment, color, images, inputs, landmarks, losses
+from nst_jax import patchmatch, portrait, vgg19
 
 
 def compute(vgg_params, spec: losses.LossSpec, content_rgb: np.ndarray,
@@ -59,27 +59,87 @@ def compute(vgg_params, spec: losses.LossSpec, content_rgb: np.ndarray,
     return targets
 
 
+class Alignment(NamedTuple):
+    """The painting's correspondence to the photo, found once per run.
+
+    ``flow`` (H, W, 2) holds, per photo pixel, absolute (y, x) coordinates
+    in the painting resized to (H, W) (any size with the photo's aspect:
+    :func:`nst_jax.alignment.resize_flow` fits it to each scale);
+    ``confidence`` (H, W) in [0, 1] or None says how sure it is.
+    """
+    flow: np.ndarray
+    confidence: Optional[np.ndarray]
+
+
+def _features_fn(vgg_params, spec: losses.LossSpec):
+    def feats(rgb, layers):
+        return vgg19.features(vgg_params, rgb, layers, spec.pooling,
+                              spec.dtype)
+    return feats
+
+
+def portrait_alignment(config: ml_collections.ConfigDict, vgg_params,
+                       inp: inputs.ScaleInputs, spec: losses.LossSpec
+                       ) -> Optional[Alignment]:
+    """The searched correspondence of ``portrait.align`` "landmarks" or
+    "features", or None for the other modes (cheap, made per scale).
+
+    "landmarks" morphs the painting with a thin-plate spline through the
+    two landmark files; "features" does the same when landmark files are
+    given and then refines (or, without them, finds) the correspondence
+    with PatchMatch over VGG19 features (:mod:`nst_jax.patchmatch`), whose
+    forward-backward check gives the confidence. Made at ``inp``'s frame
+    (the driver passes the last, largest scale) and reused at every scale.
+    """
+    P = config.portrait
+    if not P.enabled or P.align not in ("features", "landmarks"):
+        return None
+    h, w = inp.content_rgb.shape[:2]
+    style = images.resize(inp.style_rgbs[0], (h, w))
+    morph = confidence = None
+    if P.content_landmarks:
+        content_pts, style_pts = inputs.load_landmarks(config, (h, w))
+        morph = landmarks.warp_flow(content_pts, style_pts, (h, w), (h, w),
+                                    frame_anchors=True)
+    if P.align == "features":
+        start = style if morph is None else alignment.warp(style, morph)
+        flow, confidence = patchmatch.correspondence(
+            start, inp.content_rgb, _features_fn(vgg_params, spec),
+            layers=tuple(P.match_layers), size=P.match_size,
+            anchored=morph is not None)
+        # One resampling of the painting: the morph composed with the
+        # refinement.
+        morph = flow if morph is None else alignment.warp(morph, flow)
+    return Alignment(np.asarray(morph, np.float32), confidence)
+
+
 def portrait_targets(config: ml_collections.ConfigDict, vgg_params,
-                     inp: inputs.ScaleInputs, spec: losses.LossSpec
-                     ) -> Optional[dict]:
+                     inp: inputs.ScaleInputs, spec: losses.LossSpec,
+                     align: Optional[Alignment] = None) -> Optional[dict]:
     """Selim et al. 2016 gain-modulated content targets, or None.
 
     The first style image is resized to the content frame and aligned to
-    the content as ``config.portrait.align`` says; the gains are taken at
-    ``config.portrait.layers``.
+    the content as ``config.portrait.align`` says (for "landmarks" and
+    "features", by ``align`` from :func:`portrait_alignment`, made here
+    when not given). Where the alignment is unsure (PatchMatch's forward
+    and backward matches disagree: parts of one face with no counterpart
+    in the other) the gains are pulled toward 1, so those parts keep the
+    photo's own features.
     """
     P = config.portrait
     if not P.enabled:
         return None
     h, w = inp.content_rgb.shape[:2]
     style = images.resize(inp.style_rgbs[0], (h, w))
-
-    def feats(rgb, layers):
-        return vgg19.features(vgg_params, rgb, layers, spec.pooling,
-                              spec.dtype)
-    if P.align == "features":
-        style, _ = alignment.align_style(style, inp.content_rgb, feats,
-                                         layer=P.align_layer)
+    feats = _features_fn(vgg_params, spec)
+    if align is None:
+        align = portrait_alignment(config, vgg_params, inp, spec)
+    confidence = None
+    if align is not None:
+        style = alignment.warp(style, alignment.resize_flow(align.flow,
+                                                            (h, w)))
+        if align.confidence is not None:
+            confidence = images.resize(align.confidence, (h, w))
     elif P.align == "masks":
         style = alignment.align_with_masks(
             style, inp.content_rgb, images.load_mask(P.style_mask, (h, w)),
@@ -90,7 +150,7 @@ def portrait_targets(config: ml_collections.ConfigDict, vgg_params,
     layers = tuple(P.layers)
     return portrait.gain_targets(feats(inp.content_rgb, layers),
                                  feats(style, layers), layers, P.g_min,
-                                 P.g_max)
+                                 P.g_max, confidence=confidence)
 
 
 def init_image(kind: str, seed, content_rgb: np.ndarray,

@@ -3,6 +3,7 @@ the driver with every alignment mode."""
 
 import io
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -10,9 +11,11 @@ import numpy as np
 import pytest
 
 from nst_jax import config as cfg
-from nst_jax import alignment, driver, images, inputs, portrait, runner
-from nst_jax import vgg19
+from nst_jax import alignment, driver, images, inputs, patchmatch
+from nst_jax import portrait, runner, vgg19
 from tests.test_config import load_preset
+
+LANDMARKS = os.path.join(os.path.dirname(__file__), "data", "landmarks")
 
 _MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
 
@@ -23,8 +26,13 @@ def _to_vgg(rgb):
 
 
 @pytest.fixture(scope="module")
-def features_fn():
-    params = vgg19.random_params(0)
+def params():
+    # Drawn once: random_params takes seconds on a CPU.
+    return vgg19.random_params(0)
+
+
+@pytest.fixture(scope="module")
+def features_fn(params):
     return lambda rgb, layers: vgg19.extract(params, _to_vgg(rgb)[None],
                                              layers)
 
@@ -132,33 +140,6 @@ def test_warp_bilinear_and_clamped():
     np.testing.assert_allclose(out, [[2.5, 6.5, 3.0]])
 
 
-def test_align_style_recovers_shift(features_fn):
-    n, (dy, dx) = 96, (8, -8)
-    original = _smooth_image(n, seed=2)
-    # shifted[p + (dy, dx)] == original[p]: aligning the shifted copy to the
-    # original must sample it at p + (dy, dx).
-    shifted = np.roll(original, (dy, dx), axis=(0, 1))
-    aligned, info = alignment.align_style(shifted, original, features_fn,
-                                         layer="relu3_1")
-    assert aligned.shape == original.shape
-    assert info["stride"] == (4, 4) and info["field"].shape == (24, 24, 2)
-    inner = np.s_[16:-16, 16:-16]
-    disp = (info["flow"] - _grid(n, n))[inner].mean(axis=(0, 1))
-    np.testing.assert_allclose(disp, [dy, dx], atol=2.0)
-    mse_before = ((shifted - original)[inner] ** 2).mean()
-    mse_after = ((aligned - original)[inner] ** 2).mean()
-    assert mse_after < 0.1 * mse_before, (mse_after, mse_before)
-
-
-def test_align_style_resizes_style(features_fn):
-    content = _smooth_image(64, seed=3)
-    style = _smooth_image(80, seed=4)[:, :72]
-    aligned, info = alignment.align_style(style, content, features_fn,
-                                         layer="relu3_1")
-    assert aligned.shape == (64, 64, 3) and info["flow"].shape == (64, 64, 2)
-    assert 0.0 <= aligned.min() and aligned.max() <= 255.0
-
-
 def _disc(hw, centre, radius):
     yx = _grid(*hw)
     return (np.linalg.norm(yx - centre, axis=-1) <= radius).astype(np.float32)
@@ -208,9 +189,11 @@ def test_align_with_flow_and_resize_flow():
 # ------------------------------------------------ the preset, end to end
 
 def _preset(**over):
-    """configs/portrait.py, shrunk: 2 + 2 steps at 32 then 48 px."""
+    """configs/portrait.py, shrunk: 2 + 2 steps at 32 then 48 px (and
+    PatchMatch searching at 48)."""
     base = {"multiscale.sizes": (32, 48), "multiscale.steps": (2, 2),
-            "size": 48, "log_every": 2, "save_every": 0}
+            "size": 48, "log_every": 2, "save_every": 0,
+            "portrait.match_size": 48}
     return cfg.override(load_preset("portrait"), {**base, **over})
 
 
@@ -237,28 +220,54 @@ def face_files(tmp_path_factory):
     bad[3, 3, 0] = np.inf
     np.save(d / "inf.npy", bad)
     paths["inf"] = str(d / "inf.npy")
+    # The photo's hand-placed points, and the same face shape placed in
+    # the (landscape) painting, shifted and squeezed.
+    paths["content_landmarks"] = os.path.join(LANDMARKS, "astronaut.json")
+    with open(paths["content_landmarks"]) as f:
+        marks = json.load(f)
+    sw, sh = style_hw[1], style_hw[0]
+    marks.update(image="style.jpg", size=[sw, sh], points=[
+        [x / 512 * sw * 0.8 + 40, y / 512 * sh] for x, y in marks["points"]])
+    paths["style_landmarks"] = str(d / "style_landmarks.json")
+    with open(paths["style_landmarks"], "w") as f:
+        json.dump(marks, f)
     return paths
 
 
-@pytest.mark.parametrize("align", ["none", "features", "masks", "flow"])
+@pytest.mark.parametrize("align,marks", [
+    ("none", False), ("features", False), ("features", True),
+    ("landmarks", True), ("masks", False), ("flow", False)])
 def test_portrait_preset_runs_through_the_driver(tmp_path, face_files,
-                                                 align):
+                                                 params, monkeypatch, align,
+                                                 marks):
+    searches = []
+    real = patchmatch.correspondence
+
+    def counted(*args, **kwargs):
+        searches.append(kwargs.get("size"))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(patchmatch, "correspondence", counted)
     c = _preset(**{"portrait.align": align,
                    "portrait.content_mask": face_files["content_mask"],
                    "portrait.style_mask": face_files["style_mask"],
-                   "portrait.flow": face_files["identity"]})
+                   "portrait.flow": face_files["identity"],
+                   "portrait.content_landmarks":
+                       face_files["content_landmarks"] if marks else "",
+                   "portrait.style_landmarks":
+                       face_files["style_landmarks"] if marks else ""})
     wd = tmp_path / "run"
-    final = runner.execute(c, str(wd), vgg_params=vgg19.random_params(0),
+    final = runner.execute(c, str(wd), vgg_params=params,
                            out=io.StringIO())
     out = images.load(final)
     assert out.shape == (48, 48, 3) and out.std() > 1
     with open(wd / "metrics.jsonl") as f:
         steps = [json.loads(l)["step"] for l in f]
     assert steps == [2, 4]
+    # The search runs once per run (at portrait.match_size), not per scale.
+    assert searches == ([48] if align == "features" else [])
 
 
-def test_the_flow_steers_the_gain_targets(face_files):
-    params = vgg19.random_params(0)
+def test_the_flow_steers_the_gain_targets(face_files, params):
     out = {}
     for name in ("identity", "shifted"):
         c = _preset(**{"portrait.align": "flow",
@@ -268,6 +277,10 @@ def test_the_flow_steers_the_gain_targets(face_files):
 
 
 @pytest.mark.parametrize("over,message", [
+    ({"portrait.align": "landmarks"}, "needs portrait.content_landmarks"),
+    ({"portrait.align": "landmarks",
+      "portrait.content_landmarks": "content_landmarks",
+      "portrait.style_landmarks": "inf"}, "is not valid JSON"),
     ({"portrait.align": "flow", "portrait.flow": "wide"}, "shape"),
     ({"portrait.align": "flow", "portrait.flow": "inf"}, "NaN or infinite"),
     ({"portrait.align": "flow", "portrait.flow": "missing.npy"},
@@ -277,7 +290,7 @@ def test_the_flow_steers_the_gain_targets(face_files):
     ({"portrait.align": "masks", "portrait.style_mask": ""}, "empty"),
 ])
 def test_bad_flows_and_masks_stop_before_any_directory(
-        tmp_path, face_files, capsys, over, message):
+        tmp_path, face_files, params, capsys, over, message):
     files = dict(face_files, **{"missing.npy": str(tmp_path / "no.npy")})
     over = {k: files.get(v, v) if k != "portrait.align" else v
             for k, v in over.items()}
@@ -285,7 +298,7 @@ def test_bad_flows_and_masks_stop_before_any_directory(
             "portrait.style_mask": face_files["style_mask"]}
     c = _preset(**{**base, **over})
     wd = tmp_path / "run"
-    assert runner.main(c, str(wd), vgg_params=vgg19.random_params(0)) == 2
+    assert runner.main(c, str(wd), vgg_params=params) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert not wd.exists()

@@ -1,0 +1,171 @@
+"""The portrait preset against configs/default.py, judged locally.
+
+    python scripts/portrait_eval.py \
+        --pair=PHOTO,PAINTING,PHOTO.json,PAINTING.json [--pair=...] \
+        [--out=grid.jpg] [--set=loss.style_weight=4e-3 ...]
+
+For each pair (PHOTO may be "" for the embedded astronaut; the JSON files
+are landmark files, see nst_jax/landmarks.py) it paints the photo twice:
+configs/default.py given the preset's size and coarse-to-fine schedule
+(its own loss weights otherwise), and configs/portrait.py given the pair's landmarks (--set overrides the
+preset's fields, e.g. to try other weights). Each output is scored with
+nst_jax/evaluate.py: the local style distance (per face cell, Gram MSE at
+relu3_1 and relu4_1 against the painting morphed onto the photo by the
+landmarks; lower is better) and the relu4_2 structure loss to the photo.
+One JSON line per run, then a table of preset/default ratios; --out writes
+a JPEG grid, one row per pair: photo | painting | default | preset.
+"""
+
+import ast
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))  # Run from a checkout without installing.
+
+from absl import app, flags  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from nst_jax import config as cfg, driver, evaluate, images  # noqa: E402
+from nst_jax import inputs, landmarks, plot, weights  # noqa: E402
+from nst_jax.errors import UserError  # noqa: E402
+from nst_jax.fast import weights as fast_weights  # noqa: E402
+
+_PAIR = flags.DEFINE_multi_string(
+    "pair", [], "PHOTO,PAINTING,PHOTO_LANDMARKS,PAINTING_LANDMARKS")
+_SET = flags.DEFINE_multi_string(
+    "set", [], "preset override KEY=VALUE (Python literal), repeatable")
+_OUT = flags.DEFINE_string("out", "", "JPEG grid to write (optional)")
+_GRID = flags.DEFINE_integer("grid", 3, "face cells per side")
+_THUMB = flags.DEFINE_integer("thumb", 160, "grid picture size (px)")
+_SAVE = flags.DEFINE_string(
+    "save_dir", "", "keep each output here as PNG, named by pair, run and "
+    "a hash of its config; an output already there is reused (scored from "
+    "the PNG either way, so reused and fresh runs compare alike)")
+
+_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))), "configs")
+
+
+def _preset(name: str):
+    spec = importlib.util.spec_from_file_location(
+        f"nst_preset_{name}", os.path.join(_CONFIGS, f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.get_config()
+
+
+def _overrides(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set needs KEY=VALUE, got {item!r}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+def _configs(pair: list[str], sets: dict):
+    photo, painting, photo_marks, painting_marks = pair
+    portrait = cfg.override(_preset("portrait"), {
+        "content": photo, "style": (painting,),
+        "portrait.content_landmarks": photo_marks,
+        "portrait.style_landmarks": painting_marks, **sets})
+    same = {k: portrait[k.split(".")[0]] if "." not in k else
+            portrait[k.split(".")[0]][k.split(".")[1]]
+            for k in ("size", "multiscale.sizes", "multiscale.steps",
+                      "optim.steps")}
+    default = cfg.override(_preset("default"), {
+        "content": photo, "style": (painting,), **same})
+    for c in (default, portrait):
+        cfg.validate(c)
+    return default, portrait
+
+
+def _score(vgg, out, pair, grid):
+    photo, painting, photo_marks, painting_marks = pair
+    hw = out.shape[:2]
+    content = images.load(photo or inputs.DEFAULT_CONTENT)
+    paint = images.load(painting)
+    local = evaluate.local_style(
+        vgg, out, paint, landmarks.load(photo_marks, hw),
+        landmarks.load(painting_marks, paint.shape[:2]), grid)
+    structure = evaluate.score(vgg, out, content, paint)["structure"]
+    return {"local": local["overall"], "relu3_1": local["relu3_1"],
+            "relu4_1": local["relu4_1"], "structure": structure}
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    pairs = [p.split(",") for p in _PAIR.value]
+    if not pairs or any(len(p) != 4 for p in pairs):
+        raise app.UsageError("give --pair=PHOTO,PAINTING,PHOTO.json,"
+                             "PAINTING.json at least once")
+    sets = _overrides(_SET.value)
+    try:
+        runs = [_configs(p, sets) for p in pairs]
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    vgg = weights.load_vgg19_params()
+    fast = fast_weights.load_params()
+    rows, tiles, labels = [], [], []
+    for pair, configs in zip(pairs, runs):
+        stems = [os.path.splitext(os.path.basename(p or "astronaut"))[0]
+                 for p in pair[:2]]
+        name = "_x_".join(stems)
+        scores = {}
+        outs = []
+        for kind, c in zip(("default", "preset"), configs):
+            t = time.perf_counter()
+            key = hashlib.sha256(json.dumps(
+                cfg.to_dict(c), sort_keys=True).encode()).hexdigest()[:12]
+            path = os.path.join(_SAVE.value, f"{name}_{kind}_{key}.png")
+            if _SAVE.value and os.path.exists(path):
+                out = images.load(path)
+            else:
+                out, _ = driver.stylize(c, vgg, fast)
+                if _SAVE.value:
+                    images.save(path, out)
+                    out = images.load(path)
+            s = _score(vgg, out, pair, _GRID.value)
+            s.update(pair=name, run=kind,
+                     seconds=round(time.perf_counter() - t, 1))
+            print(json.dumps(s), flush=True)
+            scores[kind] = s
+            outs.append(out)
+        ratio = {k: scores["preset"][k] / scores["default"][k]
+                 for k in ("local", "relu3_1", "relu4_1", "structure")}
+        rows.append((name, ratio))
+        hw = outs[0].shape[:2]
+        photo = images.resize(images.load(pair[0] or inputs.DEFAULT_CONTENT),
+                              hw)
+        tiles += [photo, images.load(pair[1])] + outs
+        labels += [[stems[0]], [stems[1]],
+                   ["default, same schedule"],
+                   [f"preset: local x{ratio['local']:.2f}, "
+                    f"structure x{ratio['structure']:.2f}"]]
+    print(f"{'pair':40s} local  relu3_1  relu4_1  structure")
+    for name, r in rows:
+        print(f"{name:40s} {r['local']:6.3f}  {r['relu3_1']:7.3f}  "
+              f"{r['relu4_1']:7.3f}  {r['structure']:9.3f}")
+    if _OUT.value:
+        sheet = plot.contact_sheet(tiles, labels, None, thumb=_THUMB.value,
+                                   cols=4)
+        # Quality 85 keeps a README grid well under 100 KB.
+        Image.fromarray(images.to_uint8(sheet)).save(_OUT.value,
+                                                     quality=85)
+        print(_OUT.value)
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
