@@ -10,22 +10,35 @@ gradient evaluations actually made (``loop.run_chunk`` reports them):
 one per Adam step, one per line-search trial for L-BFGS. The metrics
 evaluation at the end of each chunk is timed but not counted, so the figure
 is a slight underestimate. Random weights: speed does not depend on values.
+
+Memory mode (:func:`run_memory`): each (size, optimiser, remat) runs in a
+fresh Python process, since a process's peak never goes down; it reports
+that process's peak host RSS (``ru_maxrss``, Linux's VmHWM), on
+accelerators the device's ``peak_bytes_in_use``, ms/step, and beside them
+:func:`nst_jax.memory.estimate` for the same run.
 """
 
 from __future__ import annotations
 
 import functools
+import json
+import os
 import resource
 import statistics
+import subprocess
+import sys
 import time
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from nst_jax import config as cfg
-from nst_jax import loop, sharding, targets, vgg19
+from nst_jax import images, inputs, loop, memory, patchmatch, sharding
+from nst_jax import targets, vgg19
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def conv_shapes(h: int, w: int, deepest: str) -> list[tuple[int, int, int,
@@ -90,10 +103,12 @@ def _config(size: int, optimiser: str) -> "cfg.ml_collections.ConfigDict":
 
 
 def bench_step(size: int, optimiser: str, batch: int, steps: int = 20,
-               chunk: int = 10, dtype: str = "float32", params=None) -> dict:
+               chunk: int = 10, dtype: str = "float32", params=None,
+               remat: str = "none") -> dict:
     """Times the compiled chunk for one setting (square size x size image)."""
     c = _config(size, optimiser)
     c.model.dtype = dtype
+    c.model.remat = remat
     params = params if params is not None else vgg19.random_params(0)
     static = loop.static_from_config(c, steps)
     rng = np.random.RandomState(0)
@@ -131,8 +146,8 @@ def bench_step(size: int, optimiser: str, batch: int, steps: int = 20,
     timed = len(per_step) * chunk
     return {
         "size": size, "optimiser": optimiser, "batch": batch, "dtype": dtype,
-        "compile_s": round(compile_s, 3), "ms_per_step": round(ms, 2),
-        "steps_timed": timed,
+        "remat": remat, "compile_s": round(compile_s, 3),
+        "ms_per_step": round(ms, 2), "steps_timed": timed,
         "evals_per_step": round(evals / (timed * batch), 2),
         "gflop_per_eval": round(flops_eval / 1e9, 2),
         "achieved_gflops": round(statistics.median(rates) / 1e9, 2),
@@ -151,6 +166,114 @@ def peak_memory() -> dict:
     except Exception:  # CPU backends have no memory_stats.
         pass
     return out
+
+
+def _status_mib(field: str) -> Optional[float]:
+    """A size field of /proc/self/status (VmRSS, VmHWM) in MiB, or None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def memory_row(size: int, optimiser: str, remat: str = "none",
+               steps: int = 2, chunk: int = 1, dtype: str = "float32",
+               batch: int = 1) -> dict:
+    """:func:`bench_step` plus this process's memory peaks.
+
+    Run it in a fresh process (:func:`run_memory` does): the peaks cover
+    everything the process did before. ``host_start_rss_mib`` is the RSS
+    once JAX is up and the random weights exist, before any image work.
+    """
+    params = jax.block_until_ready(vgg19.random_params(0))
+    start = _status_mib("VmRSS")
+    row = bench_step(size, optimiser, batch, steps, chunk, dtype, params,
+                     remat=remat)
+    row.update(host_start_rss_mib=start, **peak_memory())
+    hwm = _status_mib("VmHWM")
+    if hwm is not None:
+        row["host_peak_rss_mib"] = max(row["host_peak_rss_mib"], hwm)
+    return row
+
+
+_CHILD = ("import json, sys; from nst_jax import benchmark; "
+          "print(json.dumps(benchmark.memory_row(**json.loads(sys.argv[1]))))")
+
+
+def _estimate_mib(size: int, optimiser: str, remat: str, dtype: str,
+                  batch: int, platform: str) -> float:
+    c = _config(size, optimiser)
+    c.model.remat, c.model.dtype = remat, dtype
+    e = memory.estimate(c, members=batch, hw=(size, size), platform=platform)
+    return round(e.total / 2**20, 1)
+
+
+def run_memory(sizes: Sequence[int] = (512, 1024),
+               optimisers: Sequence[str] = ("lbfgs",),
+               remats: Sequence[str] = ("none", "blocks"), steps: int = 2,
+               chunk: int = 1, dtype: str = "float32", batch: int = 1,
+               log: Optional[Callable[[dict], None]] = None,
+               timeout_s: Optional[float] = None) -> dict:
+    """Every combination, each in a fresh process; {"rows", "device", ...}.
+
+    A child that fails (killed for memory, say) gives a row with "error".
+    Each row carries the estimate (``estimate_mib``) and its error against
+    the measured peak (host RSS on CPU, device peak elsewhere).
+    """
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [_ROOT] + [p for p in [env.get("PYTHONPATH")] if p])
+    platform = jax.default_backend()
+    rows = []
+    for size in sizes:
+        for opt in optimisers:
+            for remat in remats:
+                kw = {"size": size, "optimiser": opt, "remat": remat,
+                      "steps": steps, "chunk": chunk, "dtype": dtype,
+                      "batch": batch}
+                try:
+                    proc = subprocess.run(
+                        [sys.executable, "-c", _CHILD, json.dumps(kw)],
+                        capture_output=True, text=True, env=env,
+                        timeout=timeout_s)
+                    lines = proc.stdout.strip().splitlines()
+                    row = (json.loads(lines[-1]) if proc.returncode == 0
+                           else dict(kw, error=(proc.stderr.strip()
+                                                .splitlines() or [
+                                                    f"exit {proc.returncode}"]
+                                                )[-1]))
+                except subprocess.TimeoutExpired:
+                    row = dict(kw, error=f"timed out after {timeout_s} s")
+                row["estimate_mib"] = _estimate_mib(size, opt, remat, dtype,
+                                                    batch, platform)
+                measured = row.get("device_peak_mib" if platform != "cpu"
+                                   else "host_peak_rss_mib")
+                if measured:
+                    row["estimate_error"] = round(
+                        row["estimate_mib"] / measured - 1, 3)
+                rows.append(row)
+                if log:
+                    log(row)
+    return {"device": str(jax.devices()[0]), "backend": platform,
+            "jax": jax.__version__, "dtype": dtype, "rows": rows}
+
+
+def memory_table(result: dict) -> str:
+    """Markdown table of :func:`run_memory`'s rows."""
+    cols = ["size", "optimiser", "remat", "batch", "ms_per_step",
+            "host_peak_rss_mib", "device_peak_mib", "estimate_mib",
+            "estimate_error"]
+    lines = [" | ".join(cols), " | ".join("---" for _ in cols)]
+    for r in result["rows"]:
+        cells = [str(r.get(c, "")) for c in cols]
+        if "error" in r:
+            cells[4] = "error: " + r["error"][:60]
+        lines.append(" | ".join(cells))
+    return "\n".join(lines)
 
 
 def run(sizes: Sequence[int] = (256, 512), optimisers=("adam", "lbfgs"),
@@ -189,4 +312,37 @@ def table(result: dict) -> str:
     lines = [" | ".join(cols), " | ".join("---" for _ in cols)]
     for r in result["rows"]:
         lines.append(" | ".join(str(r[c]) for c in cols))
+    return "\n".join(lines)
+
+
+def match_rows(sizes: Sequence[int] = (256, 512), runs: int = 3,
+               params=None, log: Optional[Callable] = None) -> list[dict]:
+    """The portrait's PatchMatch (``patchmatch.correspondence``, both
+    directions, default layers, VGG features included) searching at each
+    size, on the embedded pair: seconds of the first call (compilation
+    included) and the median of ``runs`` more."""
+    params = params if params is not None else vgg19.random_params(0)
+    content, style = (images.load(p) for p in (inputs.DEFAULT_CONTENT,
+                                               inputs.DEFAULT_STYLE))
+
+    def feats(rgb, layers):
+        return vgg19.features(params, rgb, layers)
+    rows = []
+    for size in sizes:
+        times = []
+        for _ in range(runs + 1):
+            t = time.perf_counter()
+            patchmatch.correspondence(style, content, feats, size=size)
+            times.append(time.perf_counter() - t)
+        rows.append({"size": size, "first_s": round(times[0], 2),
+                     "s": round(statistics.median(times[1:]), 2)})
+        if log:
+            log(rows[-1])
+    return rows
+
+
+def match_table(rows: list[dict]) -> str:
+    lines = ["PatchMatch size | first call s (compiles) | s (median)",
+             "--- | --- | ---"]
+    lines += [f"{r['size']} | {r['first_s']} | {r['s']}" for r in rows]
     return "\n".join(lines)

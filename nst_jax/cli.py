@@ -1,9 +1,10 @@
 """What the absl scripts share: flag parsing and config loading that turn
 every bad flag or config file into one ``error:`` line and exit status 2,
-and the multi-host start."""
+a quiet console and the multi-host start."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any, Optional
@@ -11,8 +12,10 @@ from typing import Any, Optional
 import jax
 import ml_collections
 from absl import flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from nst_jax import rundir
 from nst_jax.errors import UserError
 from nst_jax.runner import EXIT_USER_ERROR
 
@@ -82,3 +85,29 @@ def init_distributed(coordinator: Optional[str] = None,
         jax.distributed.initialize(coordinator, num_processes, process_id)
     except (RuntimeError, ValueError) as e:
         fail(f"cannot start the distributed run: {_last_line(e)}")
+
+
+def _for_console(record: logging.LogRecord) -> bool:
+    """Errors, and nst_jax's own warnings (e.g. an unusable cache)."""
+    return record.levelno >= logging.ERROR or (
+        record.levelno >= logging.WARNING
+        and record.name.split(".")[0] == "nst_jax")
+
+
+def quiet_console() -> None:
+    """Keeps JAX's, XLA's and absl's log chatter off the console.
+
+    The console keeps nst_jax's progress lines and result (printed, not
+    logged), errors and nst_jax's own warnings; everything logged at INFO
+    and up, Python warnings included, goes to ``log.txt`` in the run
+    directory (``rundir.LogFile``). Call first in ``main``, after
+    ``app.run`` has installed absl's handler. Messages that XLA's C++ code
+    writes to stderr itself are not Python logging and stay there.
+    """
+    handler = absl_logging.get_absl_handler()
+    if _for_console not in handler.filters:
+        handler.addFilter(_for_console)
+    root = logging.getLogger()
+    if not any(isinstance(h, rundir.LogFile) for h in root.handlers):
+        root.addHandler(rundir.LogFile())
+    logging.captureWarnings(True)

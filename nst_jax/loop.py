@@ -61,7 +61,8 @@ def static_from_config(config: ml_collections.ConfigDict,
                        steps: int) -> Static:
     spec = losses.LossSpec(tuple(config.loss.content_layers),
                            tuple(config.loss.style_layers),
-                           config.model.pooling, config.model.dtype)
+                           config.model.pooling, config.model.dtype,
+                           config.model.remat)
     o = config.optim
     return Static(spec, o.name, o.schedule, float(o.decay_rate),
                   int(o.memory_size), int(steps))

@@ -22,6 +22,7 @@ class LossSpec(NamedTuple):
     style_layers: tuple[str, ...]
     pooling: str = "max"
     dtype: str = "float32"
+    remat: str = "none"  # vgg19.REMATS: what the backward pass recomputes.
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -151,7 +152,8 @@ def total_loss(image_1xHxWx3: jax.Array, vgg_params, targets: dict,
       (loss, aux) where aux holds each term and each layer's unweighted MSE.
     """
     feats = vgg19.extract(vgg_params, image_1xHxWx3, spec.layers,
-                          pooling=spec.pooling, dtype=jnp.dtype(spec.dtype))
+                          pooling=spec.pooling, dtype=jnp.dtype(spec.dtype),
+                          remat=spec.remat)
     c, c_layers = content_loss(feats, targets["content"], spec.content_layers,
                                hparams["content_layer_weights"])
     s, s_layers = style_loss(feats, targets["style"], spec.style_layers,

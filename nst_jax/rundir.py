@@ -7,6 +7,9 @@ A run directory is created once and never overwritten. It holds
 cadences, and at the end ``final.png`` (or ``interrupted.png`` /
 ``diverged.png``) and ``loss_curve.png``. Every file is written
 atomically, so a crash leaves the old file or the new one, never half.
+Under the scripts, the first directory made also gets ``log.txt``: the
+Python/absl log of the whole process (JAX, XLA, absl), kept off the
+console (:class:`LogFile`).
 
 The checkpoint format is owned here: an ``.npz`` (no pickle) of the
 member's optimiser-state leaves in tree order, its scale index, its
@@ -16,9 +19,11 @@ good image.
 
 from __future__ import annotations
 
+import collections
 import datetime
 import io
 import json
+import logging
 import os
 import platform
 import re
@@ -30,11 +35,14 @@ from typing import Any, NamedTuple, Optional
 import jax
 import ml_collections
 import numpy as np
+from absl import logging as absl_logging
+from flax import traverse_util
 
 from nst_jax import atomic, config as cfg, images, plot
 from nst_jax.errors import UserError
 
 CHECKPOINT = "checkpoint.npz"
+LOG = "log.txt"
 
 
 def now() -> str:
@@ -75,14 +83,80 @@ def check_workdir(workdir: str) -> None:
                         "writable; choose another --workdir")
 
 
+class LogFile(logging.Handler):
+    """A log handler that holds records until the process's first run
+    directory exists, then writes them, and all later ones, to its
+    ``log.txt`` (absl's line format).
+
+    Installed on the root logger by the scripts (``cli.quiet_console``);
+    :func:`make_dir` opens it. A process that never makes a directory (a
+    refused run, a multi-host process other than 0) keeps only the last
+    ``keep`` records, in memory.
+    """
+
+    def __init__(self, keep: int = 10_000):
+        super().__init__(logging.INFO)
+        self.setFormatter(absl_logging.PythonFormatter())
+        self.held: collections.deque = collections.deque(maxlen=keep)
+        self.path: Optional[str] = None
+        self.stream = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.stream is None:
+            self.held.append(record)
+            return
+        try:
+            self.stream.write(self.format(record) + "\n")
+            self.stream.flush()
+        except Exception:  # Logging must never end the run.
+            self.handleError(record)
+
+    def open_in(self, directory: str) -> None:
+        """Starts writing to ``directory/log.txt`` (once; later calls do
+        nothing), beginning with the records held so far."""
+        self.acquire()
+        try:
+            if self.stream is not None:
+                return
+            path = os.path.join(directory, LOG)
+            try:
+                self.stream = open(path, "a", encoding="utf-8")
+            except OSError:  # Only a log: the run goes on without it.
+                return
+            self.path = path
+            while self.held:
+                self.emit(self.held.popleft())
+        finally:
+            self.release()
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            if self.stream is not None:
+                self.stream.close()
+                self.stream = None
+        finally:
+            self.release()
+        super().close()
+
+
+def _open_logs(directory: str) -> None:
+    """Points every LogFile on the root logger at ``directory``."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, LogFile):
+            handler.open_in(directory)
+
+
 def make_dir(workdir: str) -> str:
-    """Creates a checked workdir (refusing one that holds a run)."""
+    """Creates a checked workdir (refusing one that holds a run); the
+    first one a process makes receives its log (:class:`LogFile`)."""
     check_workdir(workdir)
     try:
         os.makedirs(workdir, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot create workdir {workdir}: {e.strerror}; "
                         "choose another --workdir") from None
+    _open_logs(workdir)
     return workdir
 
 
@@ -164,7 +238,7 @@ def check_resume(config: ml_collections.ConfigDict, run_dir: str
 
     Raises:
       UserError: no checkpoint, or the recorded config differs (other than
-        in ``resume``).
+        in :data:`nst_jax.config.NOT_COMPUTED`).
     """
     checkpoint = load_checkpoint(run_dir)
     path = os.path.join(run_dir, "config.json")
@@ -174,12 +248,15 @@ def check_resume(config: ml_collections.ConfigDict, run_dir: str
     except (OSError, ValueError):
         raise UserError(f"cannot read {path}; resume needs the run "
                         "directory of an earlier run") from None
-    new = cfg.to_dict(config)
-    old.pop("resume", None)
-    new.pop("resume", None)
-    if old != new:
-        diff = sorted(k for k in set(old) | set(new)
-                      if old.get(k) != new.get(k))
+    new, old = (traverse_util.flatten_dict(d, sep=".")
+                for d in (cfg.to_dict(config), old))
+    # A field the recorded config lacks was added by a later version, with
+    # a default that keeps the old behaviour.
+    defaults = traverse_util.flatten_dict(cfg.to_dict(cfg.base()), sep=".")
+    diff = sorted(k for k in set(old) | set(new)
+                  if k not in cfg.NOT_COMPUTED
+                  and old.get(k, defaults.get(k)) != new.get(k))
+    if diff:
         raise UserError(
             f"config differs from {path} in {diff}; resume with "
             f"--config=configs/replay.py:{run_dir} "
@@ -270,7 +347,8 @@ class RunDir:
         if image is not None:
             images.save(self._file(name), image)
         if any("loss" in r for r in self.metrics):
-            plot.loss_curve(self.metrics, self._file("loss_curve.png"))
+            plot.loss_curve(self.metrics, self._file("loss_curve.png"),
+                            layers=self.config.plot_layers)
         self.manifest.update(status=status, finished=now(), **extra)
         write_json(self._file("manifest.json"), self.manifest)
         return os.path.abspath(self._file(name))

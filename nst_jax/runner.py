@@ -1,6 +1,7 @@
 """Runs members into run directories: what run.py and sweep.py share.
 
-Order of work: validate every config and input, refuse taken workdirs,
+Order of work: validate every config, refuse what cannot fit in memory
+(``nst_jax.memory``), validate every input, refuse taken workdirs,
 read resume checkpoints and load the weights (no directory is made until
 all of that passes, on every process); then per group of members that
 share a program: create each member's run directory (config.json first,
@@ -23,7 +24,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from nst_jax import config as cfg
-from nst_jax import driver, hashing, inputs, progress, rundir, sharding
+from nst_jax import driver, hashing, inputs, memory, progress, rundir
+from nst_jax import sharding
 from nst_jax import weights
 from nst_jax.errors import UserError
 from nst_jax.fast import weights as fast_weights
@@ -120,6 +122,8 @@ def _check_local(members: list, groups: list, vgg_params, params: dict,
             m.resume_if_there and not os.path.isfile(
                 os.path.join(m.resume_dir, rundir.CHECKPOINT)))
         else None for m in members]
+    for idx in groups:  # Before inputs.check decodes anything.
+        memory.check(members[idx[0]].config, len(idx))
     for key in {driver.group_key(m.config, with_content=True): m.config
                 for m in members}.values():  # Each set of inputs once.
         inputs.check(key)

@@ -3,7 +3,14 @@
 Prints a table and writes JSON (--out). Runs unchanged on CPU and GPU.
 Sizes default to 256 and 512; add 1024 with --sizes=256,512,1024. Then the
 fast network's forward pass at --fast_sizes (256, 512, 1024), next to
-onnxruntime's int8 graph when `pip install -e '.[onnx]'` was run.
+onnxruntime's int8 graph when `pip install -e '.[onnx]'` was run, and the
+portrait's PatchMatch search at --match_sizes (256, 512).
+
+Memory mode, each setting in a fresh process (peak host RSS; on GPU peak
+device bytes; ms/step; nst_jax.memory's estimate beside them):
+
+    python scripts/benchmark.py --memory --sizes=512,1024 \
+        --optimisers=lbfgs --remats=none,blocks --steps=2 --chunk=1
 """
 
 import json
@@ -30,12 +37,32 @@ _FAST = flags.DEFINE_list(
     "fast_sizes", ["256", "512", "1024"],
     "Sizes for the fast network's forward pass (empty: skip); onnxruntime's "
     "int8 graph beside it when the onnx extra is installed.")
+_MATCH = flags.DEFINE_list(
+    "match_sizes", ["256", "512"],
+    "Sizes at which to time the portrait's PatchMatch (empty: skip).")
 _OUT = flags.DEFINE_string("out", None, "Write the JSON result here.")
+_MEMORY = flags.DEFINE_bool(
+    "memory", False, "Memory mode: peak RSS / device bytes and ms/step per "
+    "(size, optimiser, remat), each in a fresh process; uses the first of "
+    "--batches.")
+_REMATS = flags.DEFINE_list("remats", ["none", "blocks"],
+                            "model.remat settings (memory mode).")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    log = lambda r: print(json.dumps(r), file=sys.stderr, flush=True)
+    if _MEMORY.value:
+        result = benchmark.run_memory(
+            [int(s) for s in _SIZES.value], _OPTS.value, _REMATS.value,
+            _STEPS.value, _CHUNK.value, _DTYPE.value,
+            int(_BATCHES.value[0]), log=log)
+        print(benchmark.memory_table(result))
+        if _OUT.value:
+            with open(_OUT.value, "w") as f:
+                json.dump(result, f, indent=2)
+        return
     result = benchmark.run(
         [int(s) for s in _SIZES.value], _OPTS.value,
         [int(b) for b in _BATCHES.value], _STEPS.value, _CHUNK.value,
@@ -47,6 +74,10 @@ def main(argv):
             [int(s) for s in _FAST.value],
             log=lambda r: print(json.dumps(r), file=sys.stderr, flush=True))
         print(speed.table(result["fast"]))
+    if _MATCH.value:
+        result["patchmatch"] = benchmark.match_rows(
+            [int(s) for s in _MATCH.value], log=log)
+        print(benchmark.match_table(result["patchmatch"]))
     print(json.dumps(result["memory"]))
     if _OUT.value:
         with open(_OUT.value, "w") as f:

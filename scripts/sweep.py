@@ -11,7 +11,8 @@ Flags:
                  cannot find them itself.
 The last line on stdout is the sweep directory. Exit status: 0 done (a
 diverged member is a result, see results.csv), 2 bad input, 130
-interrupted. Continue an interrupted sweep (made with
+interrupted. JAX's and XLA's log goes to log.txt in the sweep directory.
+Continue an interrupted sweep (made with
 --config.checkpoint_every=N) with --config.resume=SWEEP_DIR.
 """
 
@@ -24,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from nst_jax import cli, sweep  # noqa: E402
+from nst_jax import cli, compile_cache, sweep  # noqa: E402
 from nst_jax.errors import UserError  # noqa: E402
 
 config_flags.DEFINE_config_file(
@@ -44,10 +45,12 @@ _PROCESS_ID = flags.DEFINE_integer(
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli.quiet_console()
     if _DISTRIBUTED.value:
         cli.init_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                              _PROCESS_ID.value)
     config = cli.load_config()
+    compile_cache.enable(config.compile_cache)  # Before the first jit.
     try:
         sweep_fn = sweep.load_sweep_fn(cli.config_file())
     except UserError as e:

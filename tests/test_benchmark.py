@@ -39,13 +39,33 @@ def test_script_writes_json(tmp_path):
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"),
          "--sizes=32", "--optimisers=adam", "--batches=1", "--steps=1",
-         "--chunk=1", "--fast_sizes=24", f"--out={out}"],
+         "--chunk=1", "--fast_sizes=24", "--match_sizes=32",
+         f"--out={out}"],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert out.exists() and "ratio_to_plain_conv" in proc.stdout
+    assert "PatchMatch size" in proc.stdout
     with open(out) as f:
-        fast = json.load(f)["fast"]
+        result = json.load(f)
+    fast, match = result["fast"], result["patchmatch"]
     assert fast[0]["size"] == 24 and fast[0]["ms"] > 0
+    assert match[0]["size"] == 32 and match[0]["first_s"] >= match[0]["s"]
+
+
+def test_memory_mode_measures_each_setting_in_a_fresh_process(tmp_path):
+    out = tmp_path / "m.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "benchmark.py"),
+         "--memory", "--sizes=32", "--optimisers=adam", "--remats=blocks",
+         "--batches=1", "--steps=1", "--chunk=1", f"--out={out}"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "estimate_mib" in proc.stdout.splitlines()[0]
+    with open(out) as f:
+        row, = json.load(f)["rows"]
+    assert row["remat"] == "blocks" and row["ms_per_step"] > 0
+    assert row["host_peak_rss_mib"] >= row["host_start_rss_mib"] > 0
+    assert row["estimate_mib"] > 0 and "estimate_error" in row
 
 
 def test_bfloat16_loss_within_tolerance_of_float32():

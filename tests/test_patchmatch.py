@@ -112,7 +112,7 @@ def test_unmatched_region_gets_low_confidence(features_fn):
     # A patch of unrelated texture: present in the content only.
     content[40:88, 48:96] = _texture(48, seed=4, cell=3.0)
     flow, conf = patchmatch.correspondence(style, content, features_fn,
-                                           layers=_LAYERS)
+                                           layers=_LAYERS, size=None)
     assert flow.shape == (128, 128, 2) and conf.shape == (128, 128)
     assert flow.dtype == conf.dtype == np.float32
     assert conf.min() >= 0.0 and conf.max() <= 1.0

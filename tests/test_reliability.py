@@ -291,6 +291,22 @@ def test_resume_with_a_different_config_is_refused(tmp_path, good, params,
     assert not (tmp_path / "b").exists()
 
 
+def test_resume_ignores_display_fields_and_fields_added_later(
+        tmp_path, good, params):
+    c = _config(good, checkpoint_every=2)
+    runner.execute(c, str(tmp_path / "a"), vgg_params=params,
+                   out=io.StringIO())
+    # As written by a version without compile_cache (its default keeps the
+    # old behaviour); and plot_layers changes only the picture.
+    path = tmp_path / "a" / "config.json"
+    old = json.loads(path.read_text())
+    del old["compile_cache"]
+    path.write_text(json.dumps(old))
+    c.plot_layers = True
+    c.resume = str(tmp_path / "a")
+    assert runner.main(c, str(tmp_path / "b"), vgg_params=params) == 0
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_real_signal_saves_image_and_marks_manifest(tmp_path, sig):
     wd = tmp_path / "run"
