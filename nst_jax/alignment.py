@@ -36,12 +36,13 @@ def _grid(h: int, w: int) -> np.ndarray:
     return np.stack(np.mgrid[:h, :w], axis=-1).astype(np.float32)
 
 
-def _as_hwc(feat: jax.Array, what: str) -> jax.Array:
+def as_hwc(feat: jax.Array, what: str = "") -> jax.Array:
+    """Features as (h, w, C) float32, from (h, w, C) or (1, h, w, C)."""
     feat = jnp.asarray(feat, jnp.float32)
     feat = feat[0] if feat.ndim == 4 and feat.shape[0] == 1 else feat
     if feat.ndim != 3:
-        raise ValueError(f"{what} features must be (h, w, C) or (1, h, w, C),"
-                         f" got shape {feat.shape}")
+        raise ValueError(f"{what} features must be (h, w, C) or "
+                         f"(1, h, w, C), got shape {feat.shape}".lstrip())
     return feat
 
 
@@ -70,7 +71,7 @@ def _match_rows(dst_rows, src_padded, patch):
 def _nn_search(src_feat, dst_feat, patch):
     if patch < 1 or patch % 2 == 0:
         raise ValueError(f"patch must be a positive odd integer, got {patch}")
-    src, dst = _as_hwc(src_feat, "source"), _as_hwc(dst_feat, "destination")
+    src, dst = as_hwc(src_feat, "source"), as_hwc(dst_feat, "destination")
     if src.shape[-1] != dst.shape[-1]:
         raise ValueError(f"channel counts differ: {src.shape} vs {dst.shape}")
     # Normalise per cell so the match ignores feature magnitude (which the

@@ -52,15 +52,6 @@ SEARCH_SIZE = 256
 Patch = Union[int, Sequence[int]]
 
 
-def _as_hwc(feat: jax.Array) -> jax.Array:
-    feat = jnp.asarray(feat, jnp.float32)
-    feat = feat[0] if feat.ndim == 4 and feat.shape[0] == 1 else feat
-    if feat.ndim != 3:
-        raise ValueError(f"features must be (h, w, C) or (1, h, w, C), got "
-                         f"shape {feat.shape}")
-    return feat
-
-
 def _grid(h: int, w: int) -> jax.Array:
     return jnp.stack(jnp.meshgrid(jnp.arange(h), jnp.arange(w),
                                   indexing="ij"), axis=-1)
@@ -266,8 +257,8 @@ def _check_patches(patch: Patch, levels: int) -> tuple[int, ...]:
 def _nnf(src_feats: Sequence[jax.Array], dst_feats: Sequence[jax.Array],
          iterations: int, patch: Patch, key: jax.Array,
          anchored: bool = False) -> jax.Array:
-    src = [_as_hwc(f) for f in src_feats]
-    dst = [_as_hwc(f) for f in dst_feats]
+    src = [alignment.as_hwc(f) for f in src_feats]
+    dst = [alignment.as_hwc(f) for f in dst_feats]
     if not src or len(src) != len(dst):
         raise ValueError(f"need the same non-zero number of source and "
                          f"destination levels, got {len(src)}, {len(dst)}")
