@@ -129,14 +129,17 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
     done = sum(s for _, s in plan[:first])
     compile_s = callback_s = 0.0
     t_start = time.perf_counter()
-    # The portrait's searched alignment, once per run at the last scale.
+    # The last scale's inputs, prepared once: the portrait's searched
+    # alignment is made there (once per run) and that scale reuses them.
+    final_inp = inputs.prepare(c0, plan[-1][0])
     align = targets_lib.portrait_alignment(
-        c0, vgg_params, inputs.prepare(c0, plan[-1][0]),
+        c0, vgg_params, final_inp,
         loop.static_from_config(c0, plan[-1][1]).spec)
     for si, (size, steps) in enumerate(plan):
         if si < first or all(errors):
             continue
-        inp = inputs.prepare(c0, size)
+        inp = (final_inp if si == len(plan) - 1
+               else inputs.prepare(c0, size))
         h, w = inp.content_rgb.shape[:2]
         static = loop.static_from_config(c0, steps)
         hps = [loop.hparams_from_config(c, len(inp.style_rgbs))
