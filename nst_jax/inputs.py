@@ -142,11 +142,12 @@ def load_landmarks(config: ml_collections.ConfigDict, content_hw: tuple
     P = config.portrait
     style_hw = images.load(style_paths(config)[0],
                            max_pixels=config.max_pixels).shape[:2]
-    content = landmarks.load(P.content_landmarks, content_hw)
-    style = landmarks.to_frame(landmarks.load(P.style_landmarks, style_hw),
+    marks = [landmarks.read(p) for p in (P.content_landmarks,
+                                         P.style_landmarks)]
+    content = landmarks.load(marks[0], content_hw)
+    style = landmarks.to_frame(landmarks.load(marks[1], style_hw),
                                style_hw, content_hw)
-    landmarks.check_pair(landmarks.read(P.content_landmarks),
-                         landmarks.read(P.style_landmarks))
+    landmarks.check_pair(*marks)
     return content, style
 
 

@@ -129,17 +129,18 @@ def read(path: Union[str, os.PathLike]) -> Landmarks:
     return _parse(path, data)
 
 
-def load(path: Union[str, os.PathLike], image_hw: Sequence[int]
-         ) -> np.ndarray:
+def load(path: Union[str, os.PathLike, Landmarks],
+         image_hw: Sequence[int]) -> np.ndarray:
     """Landmarks as (N, 2) float32 (y, x) in an (H, W) copy of the image.
 
-    The file's ``size`` may differ from ``image_hw`` (the image is used
-    resized) but must have its aspect ratio, up to one pixel of rounding.
+    ``path`` is a file, or what :func:`read` made of one. The file's
+    ``size`` may differ from ``image_hw`` (the image is used resized) but
+    must have its aspect ratio, up to one pixel of rounding.
 
     Raises:
       UserError: anything :func:`read` refuses, or an aspect mismatch.
     """
-    lm = read(path)
+    lm = path if isinstance(path, Landmarks) else read(path)
     h, w = float(image_hw[0]), float(image_hw[1])
     (fw, fh), ratio = lm.size_wh, (h / w) / (lm.size_wh[1] / lm.size_wh[0])
     # Resizing rounds each side to whole pixels: allow that much.
