@@ -128,6 +128,7 @@ def bench_step(size: int, optimiser: str, batch: int, steps: int = 20,
     t = time.perf_counter()
     compiled = run.lower(state, params, tgt, hp, n).compile()
     compile_s = time.perf_counter() - t
+    program_mib = _program_mib(compiled)
     state, *_ = compiled(state, params, tgt, hp, n)  # Warm-up chunk.
     jax.block_until_ready(state)
     deepest = vgg19.deepest(static.spec.layers)
@@ -151,7 +152,24 @@ def bench_step(size: int, optimiser: str, batch: int, steps: int = 20,
         "evals_per_step": round(evals / (timed * batch), 2),
         "gflop_per_eval": round(flops_eval / 1e9, 2),
         "achieved_gflops": round(statistics.median(rates) / 1e9, 2),
+        **({"program_mib": program_mib} if program_mib is not None else {}),
     }
+
+
+def _program_mib(compiled) -> Optional[float]:
+    """XLA's own account of the compiled chunk's buffers (MiB), or None.
+
+    Arguments + outputs + temporaries, less what outputs alias. On GPUs the
+    allocator's ``peak_bytes_in_use`` also counts the scratch the conv
+    autotuner tries at compile time, which can dwarf the program itself.
+    """
+    try:
+        m = compiled.memory_analysis()
+        total = (m.argument_size_in_bytes + m.output_size_in_bytes
+                 + m.temp_size_in_bytes - m.alias_size_in_bytes)
+    except Exception:  # Not every backend reports it.
+        return None
+    return round(total / 2**20, 1)
 
 
 def peak_memory() -> dict:
@@ -265,7 +283,8 @@ def run_memory(sizes: Sequence[int] = (512, 1024),
 def memory_table(result: dict) -> str:
     """Markdown table of :func:`run_memory`'s rows."""
     cols = ["size", "optimiser", "remat", "batch", "ms_per_step",
-            "host_peak_rss_mib", "device_peak_mib", "estimate_mib",
+            "host_peak_rss_mib", "device_peak_mib", "program_mib",
+            "estimate_mib",
             "estimate_error"]
     lines = [" | ".join(cols), " | ".join("---" for _ in cols)]
     for r in result["rows"]:
