@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from nst_jax.fast import model, weights
+from nst_jax.errors import WeightsError
 
 
 def _median_ms(fn, runs: int) -> float:
@@ -67,13 +68,16 @@ def onnxruntime_ms(transform_onnx: bytes, size: int, runs: int = 5
 
 
 def run(sizes=(256, 512, 1024), runs: int = 5, log=None) -> list[dict]:
-    """One row per size; ``onnxruntime_ms`` is None without the extra."""
+    """One row per size; ``onnxruntime_ms`` is None without the extra or
+    without the original graphs (offline, nothing cached)."""
     try:
         import onnx  # noqa: F401  (probe for the optional extra)
         import onnxruntime  # noqa: F401
         transform = weights.onnx_bytes()[1]
-    except ImportError:
+    except (ImportError, WeightsError) as e:
         transform = None
+        if log and isinstance(e, WeightsError):
+            log({"onnxruntime": f"skipped: {str(e).splitlines()[0][:120]}"})
     rows = []
     for size in sizes:
         row = flax_row(size, runs)
