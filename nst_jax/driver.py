@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import functools
 import json
+import os
 import time
 from typing import Callable, Optional
 
@@ -37,13 +38,20 @@ def group_key(config: ml_collections.ConfigDict,
               with_content: bool = False) -> str:
     """The config without its traced fields: equal keys, one program.
 
-    The fast method also batches different photos (of any size) in one
-    group, so its key leaves out the content path unless ``with_content``.
+    Different photos share a group too, unless ``with_content``: the fast
+    method batches photos of any size; the optimisation batches photos
+    that load to the same size at every scale (their targets then carry
+    the member axis).
     """
     flat = traverse_util.flatten_dict(cfg.to_dict(config), sep=".")
     skip = set(loop.TRACED_KEYS)
-    if config.method == "fast" and not with_content:
+    if not with_content:
         skip.add("content")
+        if config.method != "fast":
+            path = inputs.content_path(config)
+            flat["content_hw"] = ([images.working_hw(path, s)
+                                   for s, _ in cfg.scales(config)]
+                                  if os.path.isfile(path) else path)
     return json.dumps({k: v for k, v in flat.items() if k not in skip},
                       sort_keys=True)
 
@@ -129,26 +137,35 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
     done = sum(s for _, s in plan[:first])
     compile_s = callback_s = 0.0
     t_start = time.perf_counter()
+    # Members painting different photos (a folder) have one input set
+    # each and targets with a member axis; otherwise one set is shared.
+    photos = configs if per_photo(configs) else [c0]
     # The last scale's inputs, prepared once: the portrait's searched
-    # alignment is made there (once per run) and that scale reuses them.
-    final_inp = inputs.prepare(c0, plan[-1][0])
-    align = targets_lib.portrait_alignment(
-        c0, vgg_params, final_inp,
-        loop.static_from_config(c0, plan[-1][1]).spec)
+    # alignment is made there (once per run and photo) and that scale
+    # reuses them.
+    final_inps = [inputs.prepare(c, plan[-1][0]) for c in photos]
+    last_spec = loop.static_from_config(c0, plan[-1][1]).spec
+    aligns = [targets_lib.portrait_alignment(c, vgg_params, inp, last_spec)
+              for c, inp in zip(photos, final_inps)]
     for si, (size, steps) in enumerate(plan):
         if si < first or all(errors):
             continue
-        inp = (final_inp if si == len(plan) - 1
-               else inputs.prepare(c0, size))
-        h, w = inp.content_rgb.shape[:2]
-        static = loop.static_from_config(c0, steps)
-        hps = [loop.hparams_from_config(c, len(inp.style_rgbs))
+        inps = (final_inps if si == len(plan) - 1
+                else [inputs.prepare(c, size) for c in photos])
+        member_inp = [inps[i if len(inps) > 1 else 0] for i in range(n)]
+        h, w = inps[0].content_rgb.shape[:2]
+        static = loop.static_from_config(c0, steps)._replace(
+            batched_targets=len(photos) > 1)
+        hps = [loop.hparams_from_config(c, len(inps[0].style_rgbs))
                for c in configs]
-        tgt = sharding.put(targets_lib.compute(
+        tgts = [targets_lib.compute(
             vgg_params, static.spec, inp.content_rgb, inp.style_rgbs,
-            inp.masks, targets_lib.portrait_targets(c0, vgg_params, inp,
-                                                    static.spec, align)),
-            mesh, batched=False)
+            inp.masks, targets_lib.portrait_targets(c, vgg_params, inp,
+                                                    static.spec, align))
+            for c, inp, align in zip(photos, inps, aligns)]
+        tgt = (sharding.put(_stack(tgts, size_b), mesh, batched=True)
+               if static.batched_targets else
+               sharding.put(tgts[0], mesh, batched=False))
         hp_b = sharding.put(_stack(hps, size_b), mesh, batched=True)
         length = min(c0.log_every, steps)
         progs = loop.programs(static, length, mesh)
@@ -161,7 +178,7 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
                 mesh, batched=True)
         else:
             if raw[0] is None:  # First scale: each member's init image.
-                image0 = _init_images(configs, inp, hps, fast_params)
+                image0 = _init_images(configs, member_inp, hps, fast_params)
             else:  # Coarse to fine: the raw optimised image, upsampled.
                 image0 = [images.to_vgg(images.resize(r, (h, w)))[None]
                           for r in raw]
@@ -174,7 +191,8 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
         for i in range(n):
             if not errors[i]:
                 raw[i] = _rgb(start[i])
-                last[i] = targets_lib.output_rgb(configs[i], inp, raw[i])
+                last[i] = targets_lib.output_rgb(configs[i], member_inp[i],
+                                                 raw[i])
         k = int(sharding.gather(state.step)[0])
         n_active = sharding.put(np.int32(length), mesh, batched=False)
         chunk, dt = _compiled(progs.chunk, state, params, tgt, hp_b,
@@ -208,7 +226,8 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
                 metrics[i].append(rec)
                 records.append(rec)
                 raw[i] = _rgb(image_b[i])
-                last[i] = targets_lib.output_rgb(configs[i], inp, raw[i])
+                last[i] = targets_lib.output_rgb(configs[i], member_inp[i],
+                                                 raw[i])
             k += m
             if callback is not None:
                 t = time.perf_counter()
@@ -224,24 +243,35 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
     return GroupResult(last, metrics, status, errors, compile_s, run_s)
 
 
-def _init_images(configs: list, inp: inputs.ScaleInputs, hps: list,
+def _init_images(configs: list, inps: list, hps: list,
                  fast_params) -> list:
     """Each member's starting image in VGG space, (1, H, W, 3).
 
-    init=fast starts from the fast network's painting of the photo, with
-    each member's own style blend and strength (one batched call).
+    ``inps``: each member's :class:`nst_jax.inputs.ScaleInputs`. init=fast
+    starts from the fast network's painting of the photo, with each
+    member's own style blend and strength (one batched call).
     """
     c0 = configs[0]
     if c0.init != "fast":
         return [targets_lib.init_image(c0.init, hp["seed"], inp.content_rgb,
-                                       inp.init_rgb) for hp in hps]
-    emb = transfer.embeddings(fast_params,
-                              inp.style_rgbs + [inp.content_rgb],
-                              c0.fast.style_size)
+                                       inp.init_rgb)
+                for hp, inp in zip(hps, inps)]
+    embs = {}
+    for inp in inps:  # One style and photo embedding per distinct photo.
+        if id(inp) not in embs:
+            embs[id(inp)] = transfer.embeddings(
+                fast_params, inp.style_rgbs + [inp.content_rgb],
+                c0.fast.style_size)
     painted = transfer.paint(
-        fast_params, np.stack([inp.content_rgb] * len(configs)),
-        np.stack([transfer.member_embedding(emb, c) for c in configs]))
+        fast_params, np.stack([inp.content_rgb for inp in inps]),
+        np.stack([transfer.member_embedding(embs[id(inp)], c)
+                  for c, inp in zip(configs, inps)]))
     return [images.to_vgg(p)[None] for p in painted]
+
+
+def per_photo(configs: list) -> bool:
+    """Whether a group's members paint different photos."""
+    return len({inputs.content_path(c) for c in configs}) > 1
 
 
 def _member_leaves(state, n: int) -> list:

@@ -61,6 +61,26 @@ def _long_side_hw(h: int, w: int, size: int) -> tuple[int, int]:
     return max(1, int(round(h * size / w))), size
 
 
+def header_hw(path: PathLike) -> tuple[int, int]:
+    """(h, w) as :func:`load` will see it, from the header alone (EXIF
+    orientations that turn the image by 90 degrees swap the two)."""
+    p = os.fspath(path)
+    _check_file(p)
+    try:
+        with Image.open(p) as im:
+            w, h = im.size
+            turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except _DECODE_ERRORS:
+        raise _fail(p, "not a readable image (unknown or corrupt format)",
+                    "use a PNG, JPEG, WebP, TIFF, BMP or GIF file") from None
+    return (w, h) if turned else (h, w)
+
+
+def working_hw(path: PathLike, size: int) -> tuple[int, int]:
+    """(h, w) of the image loaded at long side ``size``."""
+    return _long_side_hw(*header_hw(path), size)
+
+
 def _as_float_rgb(im: Image.Image, background: float) -> np.ndarray:
     """Decoded image of any mode -> float32 (H, W, 3) RGB in 0..255."""
     mode = im.mode

@@ -55,6 +55,8 @@ class Static(NamedTuple):
     decay_rate: float
     memory_size: int
     steps: int  # Horizon of decaying learning-rate schedules.
+    # Targets carry the member axis (members paint different photos).
+    batched_targets: bool = False
 
 
 def static_from_config(config: ml_collections.ConfigDict,
@@ -276,11 +278,13 @@ def _chunk_fn(static: Static, length: int) -> Callable:
 def programs(static: Static, length: int, mesh: Mesh) -> Programs:
     """jit-compiled :class:`Programs`, sharded over ``mesh`` if it has
     several devices (members split along its "batch" axis; VGG params,
-    targets and ``n_active`` replicated)."""
+    ``n_active`` and, unless ``static.batched_targets``, the targets
+    replicated)."""
+    t = 0 if static.batched_targets else None
     specs = {
-        "init": ((0, 0, None, None), True,
+        "init": ((0, 0, None, t), True,
                  lambda *a: init_state(static, *a)),
-        "chunk": ((0, None, None, 0, None), False, _chunk_fn(static, length)),
+        "chunk": ((0, None, t, 0, None), False, _chunk_fn(static, length)),
         "image": ((0, 0), False, current_image),
     }
     out = {}

@@ -251,6 +251,13 @@ def run_members(members: list, *, vgg_params=None, mesh: Optional[Mesh] =
                     res.status[j], res.images[j], res.metrics[j],
                     res.errors[j], path, res.run_s / len(idx),
                     res.compile_s)
+            group_configs = [configs[i] for i in idx]
+            if c0.method != "fast" and driver.per_photo(group_configs):
+                h, w = res.images[0].shape[:2]
+                print(f"{tag}: {len(idx)} photos at {w}x{h} px in one "
+                      f"program: {len(idx) / max(res.run_s, 1e-9):.3f} "
+                      f"images/s (compile {res.compile_s:.1f} s)", file=out,
+                      flush=True)
     finally:
         signal.signal(signal.SIGTERM, previous)
     return results

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from nst_jax import config as cfg
-from nst_jax import driver, loop, sharding, sweep, vgg19
+from nst_jax import driver, loop, runner, sweep, vgg19
 from nst_jax.errors import UserError
 from tests.helpers import interrupt_when
 from tests.test_config import load_preset
@@ -293,3 +293,56 @@ def test_ctrl_c_stops_a_sweep_saving_every_member(tmp_path):
             assert json.load(f)["status"] == "interrupted"
         assert (d / "interrupted.png").exists()
         assert (d / "checkpoint.npz").exists()
+
+
+def test_contact_sheet_rows_vary_only_the_innermost_key():
+    grid = [{"a": a, "b": b} for a in (1, 2, 3) for b in (0.1, 0.2)]
+    assert sweep.sheet_columns(grid, 6) == 2
+    assert sweep.sheet_columns([{"a": a} for a in range(5)], 5) is None
+    assert sweep.sheet_columns(grid, 5) is None  # A member failed to start.
+    both = [{"a": i, "b": i} for i in range(4)]
+    assert sweep.sheet_columns(both, 4) is None
+
+
+@pytest.mark.parametrize("opt", ["adam", "lbfgs"])
+def test_photos_of_one_size_share_one_program(tmp_path, params, opt,
+                                              monkeypatch):
+    """A folder: photos that load to one size are one group whose targets
+    carry the member axis; each equals the photo run alone."""
+    rng = np.random.RandomState(0)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name, shape in (("a.png", (24, 32)), ("b.png", (48, 64)),
+                        ("c.png", (32, 32))):
+        Image.fromarray(rng.randint(0, 255, shape + (3,), np.uint8)).save(
+            folder / name)
+    base = _tiny(**{"optim.name": opt, "size": 32})
+    photos = [cfg.override(base, {"content": str(folder / n)})
+              for n in ("a.png", "b.png", "c.png")]
+    # a (24x32) and b (48x64) load to 24x32 at size 32; c is square.
+    assert driver.group(photos) == [[0, 1], [2]]
+    assert driver.group_key(photos[0], with_content=True) != \
+        driver.group_key(photos[1], with_content=True)
+    traces = []
+    real = loop.run_chunk
+    monkeypatch.setattr(loop, "run_chunk",
+                        lambda *a: traces.append(a[0]) or real(*a))
+    loop.programs.cache_clear()
+    driver._EXECUTABLES.clear()
+    res = driver.run_group(photos[:2], params)
+    assert len(traces) == 1 and traces[0].batched_targets
+    assert res.status == ["done", "done"]
+    for i in range(2):
+        alone, metrics = driver.stylize(photos[i], params)
+        assert _rel(res.images[i], alone) <= 1e-4
+        np.testing.assert_allclose(res.metrics[i][-1]["loss"],
+                                   metrics[-1]["loss"], rtol=1e-4)
+    assert _rel(res.images[0], res.images[1]) > 1e-2
+    if opt == "adam":  # The runner: one directory per photo, one program.
+        log = io.StringIO()
+        wd = tmp_path / "run"
+        runner.execute(cfg.override(base, {"content": str(folder)}),
+                       str(wd), vgg_params=params, out=log)
+        assert sorted(os.listdir(wd)) == ["a.png", "b.png", "c.png"]
+        assert "(x2 members)" in log.getvalue()
+        assert "2 photos at 32x24 px in one program" in log.getvalue()
