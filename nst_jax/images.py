@@ -69,7 +69,10 @@ def header_hw(path: PathLike) -> tuple[int, int]:
     try:
         with Image.open(p) as im:
             w, h = im.size
-            turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+            try:
+                turned = im.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+            except _DECODE_ERRORS:  # A damaged file: load() says how.
+                turned = False
     except _DECODE_ERRORS:
         raise _fail(p, "not a readable image (unknown or corrupt format)",
                     "use a PNG, JPEG, WebP, TIFF, BMP or GIF file") from None

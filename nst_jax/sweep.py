@@ -130,6 +130,19 @@ def check_effective(configs: list) -> None:
                             "identical")
 
 
+def sheet_columns(overrides: list[dict], n: int) -> Optional[int]:
+    """Contact-sheet columns: one per value of the key that changes
+    fastest in ``sweep(add)``'s order (so each row varies only that key),
+    or None (a square-ish grid) where that does not tile the members."""
+    if len(overrides) < 2 or n != len(overrides):
+        return None
+    inner = [k for k in overrides[1] if overrides[1][k] != overrides[0].get(k)]
+    if len(inner) != 1:
+        return None
+    cols = len({repr(o.get(inner[0])) for o in overrides})
+    return cols if 1 < cols < n and n % cols == 0 else None
+
+
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:.3g}"
@@ -258,7 +271,7 @@ def run_sweep(config: ml_collections.ConfigDict, sweep_fn: Callable,
         plot.contact_sheet([r.image for r in results], [[r["member"] + (
             "" if r["status"] == "done" else f" ({r['status']})")] + [
             f"{k.split('.')[-1]}={_fmt(r[k])}" for k in varying]
-            for r in rows], sheet)
+            for r in rows], sheet, cols=sheet_columns(overrides, len(rows)))
     wall_s = time.perf_counter() - t0
     print(f"[sweep] done: {len(configs)} members in {wall_s:.1f}s; results "
           f"in {os.path.join(workdir, 'results.csv')}", file=out, flush=True)

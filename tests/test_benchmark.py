@@ -30,7 +30,7 @@ def test_bench_step_and_table_run_at_tiny_size():
     assert benchmark.plain_conv_gflops(16, 16, "relu2_1", repeats=1) > 0
     table = benchmark.table({"rows": [dict(r, plain_conv_gflops=1.0,
                                            ratio_to_plain_conv=0.5)]})
-    assert "lbfgs" in table.splitlines()[2]
+    assert "adam" in table.splitlines()[2]
 
 
 def test_script_writes_json(tmp_path):
