@@ -11,6 +11,12 @@ device bytes; ms/step; nst_jax.memory's estimate beside them):
 
     python scripts/benchmark.py --memory --sizes=512,1024 \
         --optimisers=lbfgs --remats=none,blocks --steps=2 --chunk=1
+
+Start-up mode: seconds from launching scripts/run.py (configs/default.py,
+its init=fast included) to its first step, with an empty and then a filled
+persistent compilation cache, --rounds times per size:
+
+    python scripts/benchmark.py --startup --sizes=256,512 --rounds=2
 """
 
 import json
@@ -22,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 
 from absl import app, flags  # noqa: E402
 
-from nst_jax import benchmark  # noqa: E402
+from nst_jax import benchmark, startup  # noqa: E402
 from nst_jax.fast import speed  # noqa: E402
 
 _SIZES = flags.DEFINE_list("sizes", ["256", "512"], "Image long sides.")
@@ -45,6 +51,11 @@ _MEMORY = flags.DEFINE_bool(
     "memory", False, "Memory mode: peak RSS / device bytes and ms/step per "
     "(size, optimiser, remat), each in a fresh process; uses the first of "
     "--batches.")
+_STARTUP = flags.DEFINE_bool(
+    "startup", False, "Start-up mode: launch to first step of run.py, "
+    "cold and warm compilation cache, at --sizes.")
+_ROUNDS = flags.DEFINE_integer("rounds", 2, "Launch pairs per size "
+                               "(start-up mode).")
 _REMATS = flags.DEFINE_list("remats", ["none", "blocks"],
                             "model.remat settings (memory mode).")
 
@@ -53,6 +64,14 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     log = lambda r: print(json.dumps(r), file=sys.stderr, flush=True)
+    if _STARTUP.value:
+        rows = startup.run([int(s) for s in _SIZES.value], _ROUNDS.value,
+                           log=log)
+        print(startup.table(rows))
+        if _OUT.value:
+            with open(_OUT.value, "w") as f:
+                json.dump({"rows": rows}, f, indent=2)
+        return
     if _MEMORY.value:
         result = benchmark.run_memory(
             [int(s) for s in _SIZES.value], _OPTS.value, _REMATS.value,

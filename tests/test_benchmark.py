@@ -109,3 +109,15 @@ def test_bfloat16_steps_are_compared_with_bfloat16_convolutions(monkeypatch):
     assert seen == [jnp.bfloat16]
     assert result["rows"][0]["dtype"] == "bfloat16"
     assert result["plain_conv"]["16x1"] > 0
+
+
+def test_startup_times_a_launch_to_its_first_step(tmp_path):
+    from nst_jax import startup
+    row = startup.launch(32, str(tmp_path / "cache"), str(tmp_path / "run"),
+                         config_file="configs/tiny.py")
+    assert 0 < row["first_step_s"] < row["wall_s"]
+    assert os.listdir(tmp_path / "cache")  # The cold launch filled it.
+    assert (tmp_path / "run" / "final.png").exists()
+    rows = [dict(size=s, round=0, cache=k, first_step_s=t, wall_s=t + 1)
+            for s, k, t in ((64, "cold", 9.0), (64, "warm", 3.0))]
+    assert startup.table(rows).splitlines()[2] == "64 | 9.0 | 3.0 | 3.00 | 2"
