@@ -35,7 +35,7 @@ distance at equal structure is not reached (README, "Portrait preset").
 
 With no paths it paints the embedded NASA astronaut portrait in the style of
 the embedded Starry Night (features alignment): 308 s on this project's
-2-core CPU (one run, by scripts/gallery.py, compile cache empty).
+2-core CPU (one run, by scripts/gallery.py, no persistent compile cache).
 """
 
 from nst_jax import config as cfg
