@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 
 from absl import app, flags  # noqa: E402
 
-from nst_jax import cli, gallery, runner  # noqa: E402
+from nst_jax import cli, compile_cache, gallery, runner  # noqa: E402
 from nst_jax.errors import UserError  # noqa: E402
 
 _OUT = flags.DEFINE_string("out_dir", os.path.join(gallery.ROOT, "docs",
@@ -43,6 +43,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     cli.quiet_console()
+    compile_cache.enable()  # As run.py does; NST_JAX_COMPILE_CACHE=0: off.
     try:
         done = gallery.build(_OUT.value, size=_SIZE.value, steps=_STEPS.value,
                              only=_ONLY.value, second_style=_SECOND.value,
