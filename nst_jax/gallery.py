@@ -19,7 +19,6 @@ default The Great Wave from ``../shared/images``, never committed).
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import shutil
@@ -32,7 +31,8 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from nst_jax import atomic, config as cfg, images, inputs, runner, sweep
+from nst_jax import atomic, config as cfg, config_file, images, inputs
+from nst_jax import runner, sweep
 from nst_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -68,15 +68,6 @@ ENTRIES = (
     Entry("sweep", "configs/sweep_style_weight.py", {},
           "the sweep example's contact sheet", sweep=True),
 )
-
-
-def load_config(config_file: str) -> ml_collections.ConfigDict:
-    """``get_config()`` of a config file (a path relative to the checkout)."""
-    path = os.path.join(ROOT, config_file)
-    spec = importlib.util.spec_from_file_location("nst_gallery_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
 
 
 def at_size(config: ml_collections.ConfigDict, size: int
@@ -117,8 +108,8 @@ def save_jpeg(rgb, path: str, max_bytes: int = MAX_BYTES) -> int:
 
 def entry_config(entry: Entry, size: Optional[int], steps: Optional[int],
                  second_style: str) -> ml_collections.ConfigDict:
-    config = load_config(entry.config_file)
-    over = dict(entry.overrides, compile_cache=config.compile_cache)
+    config = config_file.get_config(os.path.join(ROOT, entry.config_file))
+    over = dict(entry.overrides)
     if "style_blend" in over:
         over["style"] = (inputs.style_paths(config)[0], second_style)
     config = cfg.override(config, over)

@@ -42,7 +42,6 @@ any process ends every process with exit status 2. Give an explicit
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
 import os
@@ -55,6 +54,7 @@ from flax import traverse_util
 from jax.sharding import Mesh
 
 from nst_jax import atomic, config as cfg, driver, plot, rundir, runner
+from nst_jax import config_file as config_file_lib
 from nst_jax import sharding
 from nst_jax.errors import UserError
 
@@ -63,13 +63,8 @@ RESULT_TERMS = ("loss", "content", "style", "tv")
 
 def load_sweep_fn(config_file: str) -> Callable:
     """The ``sweep(add)`` function of a config file (``path[:arg]``)."""
-    path = config_file.split(":", 1)[0]  # As config_flags splits it.
-    try:
-        spec = importlib.util.spec_from_file_location("nst_sweep_file", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    except (OSError, AttributeError) as e:
-        raise UserError(f"cannot load sweep file {path}: {e}") from None
+    path = config_file.split(":", 1)[0]
+    module = config_file_lib.load_module(path, "sweep file")
     fn = getattr(module, "sweep", None)
     if not callable(fn):
         raise UserError(f"{path} defines no sweep(add) function; a sweep "

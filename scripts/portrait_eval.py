@@ -18,7 +18,6 @@ a JPEG grid, one row per pair: photo | painting | default | preset.
 
 import ast
 import hashlib
-import importlib.util
 import json
 import os
 import sys
@@ -31,7 +30,8 @@ from absl import app, flags  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from nst_jax import config as cfg, driver, evaluate, images  # noqa: E402
-from nst_jax import inputs, landmarks, plot, weights  # noqa: E402
+from nst_jax import config_file, inputs, landmarks, plot  # noqa: E402
+from nst_jax import weights  # noqa: E402
 from nst_jax.errors import UserError  # noqa: E402
 from nst_jax.fast import weights as fast_weights  # noqa: E402
 
@@ -52,11 +52,7 @@ _CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 
 def _preset(name: str):
-    spec = importlib.util.spec_from_file_location(
-        f"nst_preset_{name}", os.path.join(_CONFIGS, f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config()
+    return config_file.get_config(os.path.join(_CONFIGS, f"{name}.py"))
 
 
 def _overrides(items: list[str]) -> dict:

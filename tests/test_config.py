@@ -1,22 +1,19 @@
 """Config contract: presets load, replay round-trips, bad values refused."""
 
-import importlib.util
 import json
 import os
 
 import pytest
 
-from nst_jax import config as cfg
+from nst_jax import config as cfg, config_file
 from nst_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load_preset(name, arg=None):
-    path = os.path.join(ROOT, "configs", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"cfg_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = config_file.load_module(os.path.join(ROOT, "configs",
+                                               f"{name}.py"))
     return mod.get_config(arg) if arg is not None else mod.get_config()
 
 

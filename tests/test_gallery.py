@@ -1,7 +1,6 @@
 """scripts/gallery.py's engine: every entry runs at a tiny size, and the
 JPEGs it keeps stay under the README's size limit."""
 
-import importlib.util
 import io
 import os
 
@@ -9,16 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_jax import gallery, images, vgg19
+from nst_jax import config_file, gallery, images, vgg19
 from nst_jax.errors import UserError
-
-
-def _module(rel):
-    spec = importlib.util.spec_from_file_location(
-        "m", os.path.join(gallery.ROOT, rel))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_every_entry_runs_at_a_tiny_size(tmp_path):
@@ -39,7 +30,8 @@ def test_every_entry_runs_at_a_tiny_size(tmp_path):
             if name != "sweep":
                 assert max(im.size) == 48, name
     # The sweep's sheet: one row per style weight, one column per TV weight.
-    sw = _module("configs/sweep_style_weight.py")
+    sw = config_file.load_module(
+        os.path.join(gallery.ROOT, "configs", "sweep_style_weight.py"))
     with Image.open(done["sweep"]["path"]) as im:
         w, h = im.size
     rows, cols = len(sw.STYLE_WEIGHTS), len(sw.TV_WEIGHTS)
@@ -61,7 +53,8 @@ def test_jpegs_are_squeezed_under_the_limit(tmp_path):
 
 
 def test_at_size_keeps_a_coarse_to_fine_shape():
-    c = gallery.load_config("configs/portrait.py")
+    c = config_file.get_config(os.path.join(gallery.ROOT, "configs",
+                                            "portrait.py"))
     small = gallery.at_size(c, 64)
     assert small.size == 64
     assert tuple(small.multiscale.sizes) == (32, 64)

@@ -192,14 +192,19 @@ def test_far_from_the_face_the_flow_is_the_affine_part():
     assert np.abs(np.diff(flow, axis=1)).max() < 3.0
 
 
-def test_clamped_flow_stays_finite_inside_the_style_frame():
-    rng = np.random.default_rng(4)
+def _face_and_scaled(seed: int, scale: float):
+    """Face points and the same face ``scale`` times as large (+ noise)."""
+    rng = np.random.default_rng(seed)
     content = _face_points(rng, 45, 75)
     centre = content.mean(0)
+    return content, (content - centre) * scale + centre + rng.normal(
+        0, 2, content.shape)
+
+
+def test_clamped_flow_stays_finite_inside_the_style_frame():
     # The style face three times as large: the affine part alone leaves
     # the frame far from the face.
-    style = (content - centre) * 3.0 + centre + rng.normal(0, 2,
-                                                           content.shape)
+    content, style = _face_and_scaled(4, 3.0)
     loose = landmarks.warp_flow(content, style, (120, 120), (90, 110),
                                 clip=False)
     assert loose.min() < -50 and loose.max() > 150
@@ -210,14 +215,10 @@ def test_clamped_flow_stays_finite_inside_the_style_frame():
 
 
 def test_frame_anchors_pin_the_border_and_keep_the_face():
-    rng = np.random.default_rng(6)
-    content = _face_points(rng, 45, 75)
-    centre = content.mean(0)
     # A face twice as large in the painting: unpinned, the affine part
     # reaches past the painting's edge; pinned, the frame maps onto the
     # frame and the face onto the face.
-    style = (content - centre) * 2.0 + centre + rng.normal(0, 2,
-                                                           content.shape)
+    content, style = _face_and_scaled(6, 2.0)
     loose = landmarks.warp_flow(content, style, (120, 120), (120, 120),
                                 clip=False)
     assert loose.min() < -10
