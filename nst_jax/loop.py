@@ -37,7 +37,7 @@ _HI = 255.0 + _LO
 TRACED_KEYS = ("loss.content_weight", "loss.style_weight", "loss.tv_weight",
                "loss.content_layer_weights", "loss.style_layer_weights",
                "style_blend", "optim.learning_rate", "optim.ema_decay",
-               "seed", "fast.strength")
+               "seed", "fast.strength", "portrait.local_weight")
 
 
 class State(NamedTuple):
@@ -61,10 +61,13 @@ class Static(NamedTuple):
 
 def static_from_config(config: ml_collections.ConfigDict,
                        steps: int) -> Static:
+    P = config.portrait
     spec = losses.LossSpec(tuple(config.loss.content_layers),
                            tuple(config.loss.style_layers),
                            config.model.pooling, config.model.dtype,
-                           config.model.remat)
+                           config.model.remat,
+                           tuple(P.local_layers) if P.enabled else (),
+                           int(P.local_grid))
     o = config.optim
     return Static(spec, o.name, o.schedule, float(o.decay_rate),
                   int(o.memory_size), int(steps))
@@ -89,6 +92,7 @@ def hparams_from_config(config: ml_collections.ConfigDict,
         "learning_rate": np.float32(config.optim.learning_rate),
         "ema_decay": np.float32(config.optim.ema_decay),
         "seed": np.int32(config.seed),
+        "local_weight": np.float32(config.portrait.local_weight),
     }
 
 

@@ -12,6 +12,7 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from nst_jax import vgg19
 
@@ -23,10 +24,15 @@ class LossSpec(NamedTuple):
     pooling: str = "max"
     dtype: str = "float32"
     remat: str = "none"  # vgg19.REMATS: what the backward pass recomputes.
+    # Portrait local style: layers whose per-cell Grams are matched to the
+    # aligned painting's (targets["local"]), on a local_grid^2 cell grid.
+    local_layers: tuple[str, ...] = ()
+    local_grid: int = 3
 
     @property
     def layers(self) -> tuple[str, ...]:
-        seen = dict.fromkeys(self.content_layers + self.style_layers)
+        seen = dict.fromkeys(self.content_layers + self.style_layers
+                             + self.local_layers)
         return tuple(seen)
 
 
@@ -82,6 +88,39 @@ def masked_gram(feats_1xHxWxC: jax.Array, masks_SxHxW: jax.Array
     return jnp.einsum("spc,spd->scd", fm_SxPxC, fm_SxPxC,
                       preferred_element_type=jnp.float32) / norm_S[:, None,
                                                                    None]
+
+
+def cell_grams(feats_NxHxWxC: jax.Array, grid: int) -> jax.Array:
+    """Grams of a grid x grid tiling of each map -> (N, cells, C, C).
+
+    Cells split the map as evenly as whole positions allow; each Gram is
+    normalised by its own cell's positions. A map fewer than ``grid``
+    positions high (wide) gets one cell row (column) per position, so
+    ``cells = min(grid, H) * min(grid, W)``. The cells do not overlap:
+    all of them together cost about one whole-map Gram. (Static slices,
+    each through :func:`gram`: a zero-padded (grid, cell, grid, cell)
+    reshape with one einsum took 7x as long forward and backward at
+    256 px on XLA:CPU, 153 vs 22 ms.)
+    """
+    _, h, w, _ = feats_NxHxWxC.shape
+    ey = np.linspace(0, h, min(grid, h) + 1).round().astype(int)
+    ex = np.linspace(0, w, min(grid, w) + 1).round().astype(int)
+    return jnp.stack([gram(feats_NxHxWxC[:, y0:y1, x0:x1])
+                      for y0, y1 in zip(ey, ey[1:])
+                      for x0, x1 in zip(ex, ex[1:])], axis=1)
+
+
+def local_style_loss(feats: dict, target_cells: dict,
+                     layers: tuple[str, ...], grid: int) -> jax.Array:
+    """Sum over ``layers`` of the mean per-cell Gram MSE to the targets.
+
+    Args:
+      feats: {layer: (1, h, w, C)} of the image being optimised.
+      target_cells: {layer: (grid*grid, C, C)}, :func:`cell_grams` of the
+        painting aligned to the photo's frame.
+    """
+    return sum(mse(cell_grams(feats[l], grid)[0], target_cells[l])
+               for l in layers)
 
 
 def mse(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -163,6 +202,11 @@ def total_loss(image_1xHxWx3: jax.Array, vgg_params, targets: dict,
     loss = (hparams["content_weight"] * c + hparams["style_weight"] * s
             + hparams["tv_weight"] * tv)
     aux = {"loss": loss, "content": c, "style": s, "tv": tv}
+    if spec.local_layers:
+        local = local_style_loss(feats, targets["local"], spec.local_layers,
+                                 spec.local_grid)
+        loss = loss + hparams["local_weight"] * local
+        aux.update(loss=loss, local=local)
     for i, l in enumerate(spec.content_layers):
         aux[f"content/{l}"] = c_layers[i]
     for i, l in enumerate(spec.style_layers):

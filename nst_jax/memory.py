@@ -164,6 +164,8 @@ def estimate(config: ml_collections.ConfigDict, members: int = 1,
     px = h * w
     layers = tuple(config.loss.content_layers) + tuple(
         config.loss.style_layers)
+    if config.portrait.enabled:
+        layers += tuple(config.portrait.local_layers)
     o = config.optim
     compute = 0.5 if config.model.dtype == "bfloat16" else 1.0
     act = activation_floats(layers, config.model.remat) * compute

@@ -22,7 +22,8 @@ from nst_jax import patchmatch, portrait, vgg19
 
 def compute(vgg_params, spec: losses.LossSpec, content_rgb: np.ndarray,
             style_rgbs: list, masks_SxHxW: Optional[np.ndarray] = None,
-            content_overrides: Optional[dict] = None) -> dict:
+            content_overrides: Optional[dict] = None,
+            local: Optional[dict] = None) -> dict:
     """Content features and per-style Grams, computed once per scale.
 
     Args:
@@ -33,10 +34,11 @@ def compute(vgg_params, spec: losses.LossSpec, content_rgb: np.ndarray,
       masks_SxHxW: optional masks over the content frame, one per style.
       content_overrides: {layer: target} replacing plain content features
         (the portrait gain-map targets).
+      local: the portrait's per-cell Gram targets (:func:`portrait_local`).
 
     Returns:
       {"content": {layer: (1, h, w, C)}, "style": {layer: (S, C, C)}} and,
-      with masks, "masks": {layer: (S, h, w)}.
+      with masks, "masks": {layer: (S, h, w)}; with ``local``, "local".
     """
     feats = vgg19.features(vgg_params, content_rgb, spec.layers,
                            spec.pooling, spec.dtype)
@@ -56,6 +58,8 @@ def compute(vgg_params, spec: losses.LossSpec, content_rgb: np.ndarray,
             l: jax.image.resize(m, (m.shape[0],) + feats[l].shape[1:3],
                                 "linear", antialias=True)
             for l in spec.style_layers}
+    if local is not None:
+        targets["local"] = local
     return targets
 
 
@@ -113,25 +117,21 @@ def portrait_alignment(config: ml_collections.ConfigDict, vgg_params,
     return Alignment(np.asarray(morph, np.float32), confidence)
 
 
-def portrait_targets(config: ml_collections.ConfigDict, vgg_params,
+def aligned_painting(config: ml_collections.ConfigDict, vgg_params,
                      inp: inputs.ScaleInputs, spec: losses.LossSpec,
-                     align: Optional[Alignment] = None) -> Optional[dict]:
-    """Selim et al. 2016 gain-modulated content targets, or None.
+                     align: Optional[Alignment] = None
+                     ) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """The first style image in the photo's frame, aligned as
+    ``config.portrait.align`` says, and the alignment's confidence.
 
-    The first style image is resized to the content frame and aligned to
-    the content as ``config.portrait.align`` says (for "landmarks" and
-    "features", by ``align`` from :func:`portrait_alignment`, made here
-    when not given). Where the alignment is unsure (PatchMatch's forward
-    and backward matches disagree: parts of one face with no counterpart
-    in the other) the gains are pulled toward 1, so those parts keep the
-    photo's own features.
+    For "landmarks" and "features" the alignment is ``align`` from
+    :func:`portrait_alignment` (made here when not given); the confidence
+    (H, W) in [0, 1], or None, says where PatchMatch's forward and backward
+    matches agree.
     """
     P = config.portrait
-    if not P.enabled:
-        return None
     h, w = inp.content_rgb.shape[:2]
     style = images.resize(inp.style_rgbs[0], (h, w))
-    feats = _features_fn(vgg_params, spec)
     if align is None:
         align = portrait_alignment(config, vgg_params, inp, spec)
     confidence = None
@@ -147,10 +147,42 @@ def portrait_targets(config: ml_collections.ConfigDict, vgg_params,
     elif P.align == "flow":
         style = alignment.align_with_flow(
             style, inputs.load_flow(P.flow, (h, w)), (h, w))
+    return style, confidence
+
+
+def portrait_targets(config: ml_collections.ConfigDict, vgg_params,
+                     inp: inputs.ScaleInputs, spec: losses.LossSpec,
+                     align: Optional[Alignment] = None) -> Optional[dict]:
+    """Selim et al. 2016 gain-modulated content targets, or None.
+
+    The gains compare the photo with :func:`aligned_painting`. Where the
+    alignment is unsure (PatchMatch's forward and backward matches
+    disagree: parts of one face with no counterpart in the other) the gains
+    are pulled toward 1, so those parts keep the photo's own features.
+    """
+    P = config.portrait
+    if not P.enabled:
+        return None
+    style, confidence = aligned_painting(config, vgg_params, inp, spec, align)
+    feats = _features_fn(vgg_params, spec)
     layers = tuple(P.layers)
     return portrait.gain_targets(feats(inp.content_rgb, layers),
                                  feats(style, layers), layers, P.g_min,
                                  P.g_max, confidence=confidence)
+
+
+def portrait_local(config: ml_collections.ConfigDict, vgg_params,
+                   inp: inputs.ScaleInputs, spec: losses.LossSpec,
+                   align: Optional[Alignment] = None) -> Optional[dict]:
+    """Per-cell Grams of :func:`aligned_painting` at ``spec.local_layers``
+    ({layer: (grid^2, C, C)}, :func:`nst_jax.losses.cell_grams`), or None
+    when the run has no local style term."""
+    if not spec.local_layers:
+        return None
+    style, _ = aligned_painting(config, vgg_params, inp, spec, align)
+    f = _features_fn(vgg_params, spec)(style, spec.local_layers)
+    return {l: losses.cell_grams(f[l], spec.local_grid)[0]
+            for l in spec.local_layers}
 
 
 def init_image(kind: str, seed, content_rgb: np.ndarray,

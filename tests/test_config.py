@@ -80,3 +80,16 @@ def test_scales():
     assert cfg.scales(c) == [(64, 7), (128, 7)]
     c.multiscale.steps = (3, 2)
     assert cfg.scales(c) == [(64, 3), (128, 2)]
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("local_layers", ("relu1_1", "fc7"), "unknown VGG19 layer"),
+    ("local_grid", 0, "local_grid must be an integer 1..16"),
+    ("local_weight", float("nan"), "finite number >= 0"),
+])
+def test_validate_names_a_bad_local_style_field(field, value, match):
+    c = load_preset("portrait")
+    with c.unlocked():
+        c.portrait[field] = value
+    with pytest.raises(UserError, match=match):
+        cfg.validate(c)

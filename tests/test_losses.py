@@ -123,3 +123,37 @@ def test_gram_gradient_equals_autodiff_of_the_einsum():
     one = lambda x, wi: jnp.sum(wi * jnp.sin(losses.gram(x[None])))
     vg = jax.vmap(jax.grad(one))(f, w)
     np.testing.assert_allclose(vg, jax.grad(plain)(f), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("hw,grid,cells", [((7, 10), 3, 9), ((2, 5), 3, 6),
+                                           ((6, 6), 1, 1)])
+def test_cell_grams_are_the_grams_of_each_cell(hw, grid, cells):
+    h, w = hw
+    f = np.random.RandomState(2).rand(1, h, w, 4).astype(np.float32)
+    got = np.asarray(losses.cell_grams(jnp.asarray(f), grid))
+    assert got.shape == (1, cells, 4, 4)
+    ey = np.linspace(0, h, min(grid, h) + 1).round().astype(int)
+    ex = np.linspace(0, w, min(grid, w) + 1).round().astype(int)
+    want = [losses.gram(jnp.asarray(f[:, y0:y1, x0:x1]))[0]
+            for y0, y1 in zip(ey, ey[1:]) for x0, x1 in zip(ex, ex[1:])]
+    np.testing.assert_allclose(got[0], np.stack(want), rtol=1e-5)
+
+
+def test_local_style_term_is_zero_only_at_the_painting_layout(params):
+    spec = SPEC._replace(local_layers=("relu1_1", "relu2_1"), local_grid=2)
+    # Loud noise on the left half, quiet on the right.
+    painting = _img(4) * jnp.where(jnp.arange(24) < 12, 1.0, 0.1)[:, None]
+    feats = vgg19.extract(params, painting, spec.local_layers)
+    local = {l: losses.cell_grams(feats[l], 2)[0] for l in spec.local_layers}
+    t = dict(_targets(params, _img(3), [painting]), local=local)
+    hp = _hp(local_weight=2.0)
+    loss, aux = losses.total_loss(painting, params, t, hp, spec)
+    np.testing.assert_allclose(aux["local"], 0.0, atol=1e-6)
+    # Swapping the painting's left and right halves keeps its whole-image
+    # Gram (up to border effects) but moves every cell's texture.
+    mirrored = jnp.roll(painting, painting.shape[2] // 2, axis=2)
+    loss2, aux2 = losses.total_loss(mirrored, params, t, hp, spec)
+    assert float(aux2["local"]) > 10 * float(aux2["style"]) > 0
+    np.testing.assert_allclose(loss2, aux2["content"] + 1e-2 * aux2["style"]
+                               + 1e-3 * aux2["tv"] + 2.0 * aux2["local"],
+                               rtol=1e-5)

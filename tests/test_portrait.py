@@ -302,3 +302,16 @@ def test_bad_flows_and_masks_stop_before_any_directory(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert not wd.exists()
+
+
+def test_local_style_term_pulls_each_cell_toward_the_aligned_painting(
+        params):
+    local = {}
+    for weight in (0.0, 1.0):
+        c = _preset(**{"portrait.align": "none", "init": "content",
+                       "portrait.local_weight": weight,
+                       "multiscale.steps": (2, 6)})
+        _, metrics = driver.stylize(c, params)
+        assert "local" in metrics[-1]
+        local[weight] = metrics[-1]["local"]
+    assert local[1.0] < 0.5 * local[0.0], local
