@@ -31,8 +31,8 @@ Coarse to fine: 100 L-BFGS steps at 128 px lay the face out, then 200 at
 Weights: gained layers 5, relu4_2 1; local style 1.5e-4; whole-image style
 1e-4. Measured against configs/default.py with this schedule
 (scripts/portrait_eval.py, 256 px, align=landmarks, Van Gogh's straw-hat
-self-portrait, hand-placed landmarks): local style distance x0.460 (Grace
-Hopper) / x0.633 (astronaut), structure x0.988 / x0.974. Chosen on Hopper
+self-portrait, hand-placed landmarks): local style distance x0.453 (Grace
+Hopper) / x0.640 (astronaut), structure x0.988 / x0.974. Chosen on Hopper
 with half the steps (50 + 100), local / structure: gains alone at style
 4e-3 (the preset before local style) x1.022 / x0.952; local 4e-3 with
 style 4e-3 x0.458 / x1.377; 1e-3, 4e-3: x0.558 / x1.284; 5e-4, 1e-3:
