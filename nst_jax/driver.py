@@ -160,10 +160,8 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
                for c in configs]
         tgts = [targets_lib.compute(
             vgg_params, static.spec, inp.content_rgb, inp.style_rgbs,
-            inp.masks, targets_lib.portrait_targets(c, vgg_params, inp,
-                                                    static.spec, align),
-            targets_lib.portrait_local(c, vgg_params, inp, static.spec,
-                                       align))
+            inp.masks, *targets_lib.portrait_targets(c, vgg_params, inp,
+                                                     static.spec, align))
             for c, inp, align in zip(photos, inps, aligns)]
         tgt = (sharding.put(_stack(tgts, size_b), mesh, batched=True)
                if static.batched_targets else

@@ -34,7 +34,7 @@ def compute(vgg_params, spec: losses.LossSpec, content_rgb: np.ndarray,
       masks_SxHxW: optional masks over the content frame, one per style.
       content_overrides: {layer: target} replacing plain content features
         (the portrait gain-map targets).
-      local: the portrait's per-cell Gram targets (:func:`portrait_local`).
+      local: the portrait's per-cell Gram targets (:func:`portrait_targets`).
 
     Returns:
       {"content": {layer: (1, h, w, C)}, "style": {layer: (S, C, C)}} and,
@@ -152,37 +152,31 @@ def aligned_painting(config: ml_collections.ConfigDict, vgg_params,
 
 def portrait_targets(config: ml_collections.ConfigDict, vgg_params,
                      inp: inputs.ScaleInputs, spec: losses.LossSpec,
-                     align: Optional[Alignment] = None) -> Optional[dict]:
-    """Selim et al. 2016 gain-modulated content targets, or None.
+                     align: Optional[Alignment] = None
+                     ) -> tuple[Optional[dict], Optional[dict]]:
+    """(gain-modulated content targets, per-cell Gram targets), each or None.
 
-    The gains compare the photo with :func:`aligned_painting`. Where the
+    Both come from one :func:`aligned_painting` and one pass of VGG19 over
+    it. The gains (Selim et al. 2016) compare the photo with it; where the
     alignment is unsure (PatchMatch's forward and backward matches
-    disagree: parts of one face with no counterpart in the other) the gains
-    are pulled toward 1, so those parts keep the photo's own features.
+    disagree: parts of one face with no counterpart in the other) they are
+    pulled toward 1, so those parts keep the photo's own features. The cell
+    Grams ({layer: (cells, C, C)}, :func:`nst_jax.losses.cell_grams`) are
+    the local style term's targets, None when ``spec.local_layers`` is
+    empty.
     """
     P = config.portrait
     if not P.enabled:
-        return None
+        return None, None
     style, confidence = aligned_painting(config, vgg_params, inp, spec, align)
     feats = _features_fn(vgg_params, spec)
     layers = tuple(P.layers)
-    return portrait.gain_targets(feats(inp.content_rgb, layers),
-                                 feats(style, layers), layers, P.g_min,
-                                 P.g_max, confidence=confidence)
-
-
-def portrait_local(config: ml_collections.ConfigDict, vgg_params,
-                   inp: inputs.ScaleInputs, spec: losses.LossSpec,
-                   align: Optional[Alignment] = None) -> Optional[dict]:
-    """Per-cell Grams of :func:`aligned_painting` at ``spec.local_layers``
-    ({layer: (grid^2, C, C)}, :func:`nst_jax.losses.cell_grams`), or None
-    when the run has no local style term."""
-    if not spec.local_layers:
-        return None
-    style, _ = aligned_painting(config, vgg_params, inp, spec, align)
-    f = _features_fn(vgg_params, spec)(style, spec.local_layers)
-    return {l: losses.cell_grams(f[l], spec.local_grid)[0]
-            for l in spec.local_layers}
+    f = feats(style, tuple(dict.fromkeys(layers + spec.local_layers)))
+    gains = portrait.gain_targets(feats(inp.content_rgb, layers), f, layers,
+                                  P.g_min, P.g_max, confidence=confidence)
+    local = ({l: losses.cell_grams(f[l], spec.local_grid)[0]
+              for l in spec.local_layers} if spec.local_layers else None)
+    return gains, local
 
 
 def init_image(kind: str, seed, content_rgb: np.ndarray,
