@@ -115,6 +115,7 @@ def bench_step(size: int, optimiser: str, batch: int, steps: int = 20,
     content = rng.uniform(0, 255, (size, size, 3)).astype(np.float32)
     style = rng.uniform(0, 255, (size, size, 3)).astype(np.float32)
     tgt = targets.compute(params, static.spec, content, [style])
+    memory.release_freed()  # Where run.py's driver does.
     hp1 = loop.hparams_from_config(c, 1)
     image0 = np.asarray(targets.init_image("content", 0, content))
     # Batch 1 is the program run.py runs (a group of one, squeezed inside
@@ -128,6 +129,7 @@ def bench_step(size: int, optimiser: str, batch: int, steps: int = 20,
     t = time.perf_counter()
     compiled = run.lower(state, params, tgt, hp, n).compile()
     compile_s = time.perf_counter() - t
+    memory.release_freed()
     program_mib = _program_mib(compiled)
     state, *_ = compiled(state, params, tgt, hp, n)  # Warm-up chunk.
     jax.block_until_ready(state)

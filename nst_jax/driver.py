@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import functools
 import json
+import math
 import os
 import time
 from typing import Callable, Optional
@@ -26,7 +27,7 @@ from flax import traverse_util
 from jax.sharding import Mesh
 
 from nst_jax import config as cfg
-from nst_jax import images, inputs, loop, rundir, sharding, weights
+from nst_jax import images, inputs, loop, memory, rundir, sharding, weights
 from nst_jax.report import ChunkInfo, GroupResult
 from nst_jax import targets as targets_lib
 from nst_jax.fast import group as fast_group
@@ -167,14 +168,20 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
                if static.batched_targets else
                sharding.put(tgts[0], mesh, batched=False))
         hp_b = sharding.put(_stack(hps, size_b), mesh, batched=True)
+        memory.release_freed()
         length = min(c0.log_every, steps)
         progs = loop.programs(static, length, mesh)
         if resume is not None and si == first:
             image0 = np.zeros((size_b, 1, h, w, 3), np.float32)
-            treedef = jax.tree_util.tree_structure(jax.eval_shape(
-                progs.init, image0, hp_b, params, tgt))
+            shapes = jax.eval_shape(progs.init, image0, hp_b, params, tgt)
+            # Checkpoints from before the optimiser state dropped the
+            # image's batch axis of 1 hold the same values in that shape.
+            leaves = [np.reshape(a, t.shape) if a.size == math.prod(t.shape)
+                      else a for a, t in zip(
+                          _stack([r.leaves for r in resume], size_b),
+                          jax.tree_util.tree_leaves(shapes))]
             state = sharding.put(jax.tree_util.tree_unflatten(
-                treedef, _stack([r.leaves for r in resume], size_b)),
+                jax.tree_util.tree_structure(shapes), leaves),
                 mesh, batched=True)
         else:
             if raw[0] is None:  # First scale: each member's init image.
@@ -198,6 +205,9 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
         chunk, dt = _compiled(progs.chunk, state, params, tgt, hp_b,
                               n_active)
         compile_s += dt
+        # What the targets, the init program and compiling freed goes back
+        # to the system before the steps' peak (1024 px: -14% peak RSS).
+        memory.release_freed()
         while k < steps and not all(errors):
             m = min(length, steps - k)
             state, losses_bt, aux_b, image_b = chunk(

@@ -33,13 +33,25 @@ def content_path(config: ml_collections.ConfigDict) -> str:
 
 
 def content_files(config: ml_collections.ConfigDict) -> list[str]:
-    """The photos of a run: ``content`` itself, or the images in the folder
-    it names (by extension, sorted by name).
+    """The photos of a run: ``content`` itself, the images in the folder
+    it names (by extension, sorted by name), or the files it lists
+    separated by commas (in that order; a path that exists as written is
+    one file, commas and all).
 
     Raises:
-      UserError: a folder with no image files.
+      UserError: a folder with no image files; a listed file missing.
     """
     path = content_path(config)
+    if "," in path and not os.path.exists(path):
+        files = [p.strip() for p in path.split(",") if p.strip()]
+        for f in files:
+            if not os.path.isfile(f):
+                raise UserError(
+                    f"content file {f} does not exist" + (
+                        " or is a folder" if os.path.exists(f) else "")
+                    + f" (content lists {len(files)} files separated by "
+                    "commas)")
+        return files
     if not os.path.isdir(path):
         return [path]
     files = sorted(os.path.join(path, f) for f in os.listdir(path)
@@ -49,6 +61,12 @@ def content_files(config: ml_collections.ConfigDict) -> list[str]:
         raise UserError(f"content folder {path} holds no image files ("
                         f"{', '.join(IMAGE_EXTENSIONS)})")
     return files
+
+
+def several_photos(config: ml_collections.ConfigDict) -> bool:
+    """Whether ``content`` names a folder or lists several files."""
+    path = content_path(config)
+    return os.path.isdir(path) or ("," in path and not os.path.exists(path))
 
 
 def style_paths(config: ml_collections.ConfigDict) -> list[str]:

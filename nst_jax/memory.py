@@ -29,6 +29,8 @@ uncalibrated there, as no GPU was at hand.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import math
 import os
@@ -41,7 +43,7 @@ import ml_collections
 from PIL import Image
 
 from nst_jax import config as cfg
-from nst_jax import inputs, vgg19
+from nst_jax import inputs, tiling, vgg19
 from nst_jax.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -56,11 +58,21 @@ _F32 = 4
 # six layer sets: the compiled L-BFGS chunk's temporary buffers per pixel
 # (256 vs 512 px) less its line search's 12 vectors; residuals within 4%
 # (none) and 21% (blocks).
-_ACT = {"none": (1.378, 1.802, 77.0), "blocks": (0.867, 0.388, 182.4)}
+_ACT = {"none": (1.378, 1.802, 77.0), "blocks": (0.867, 0.388, 182.4),
+        # The layers past the tiled head, as "blocks"; the 1024 px default
+        # and relu4_2-deep layer sets' temporaries came out within +-7
+        # floats per pixel of these with no constant.
+        "tiles": (0.867, 0.388, 0.0)}
+# Under remat="tiles", block-1-sized maps ((tile + 2 halo)^2 x 64 floats)
+# alive at once while one tile's gradient is taken: XLA's temporaries at
+# 512, 768 and 1024 px less the per-pixel part (7.0 for 256 px tiles,
+# 6.3 for 512).
+_TILE_MAPS = 7
 # Image-sized float32 vectors the optimiser adds (3 floats per pixel
 # each): L-BFGS's state holds 2 per history pair plus ~6, its line search
-# ~12 more in flight; Adam's state ~5.
-_LBFGS_EXTRA, _ADAM, _SGD = 18, 5, 4
+# more in flight; Adam's state ~5. (L-BFGS's was 18 while XLA copied the
+# whole history every step; see loop.step.)
+_LBFGS_EXTRA, _ADAM, _SGD = 8, 5, 4
 _VMAPPED = ("adam", "sgd")  # Members vmapped (activations per member).
 # What else the process's peak RSS grows by per pixel on CPU (host copies
 # of the images, the init and metrics programs, allocator slack), in
@@ -102,13 +114,26 @@ def activation_floats(layers, remat: str = "none") -> float:
 
     Args:
       layers: the layers the loss reads (content and style).
-      remat: one of ``vgg19.REMATS``.
+      remat: one of ``losses.REMATS``; for "tiles" the per-pixel part
+        (the tiles' own buffers are :func:`tile_bytes`).
     """
     layers = tuple(dict.fromkeys(layers))
     stop = vgg19.LAYERS.index(vgg19.deepest(layers))
     convs = [n for n in vgg19.LAYERS[:stop + 1] if n.startswith("conv")]
+    if remat == "tiles":  # Only what runs whole: the layers past the head.
+        head = set(tiling.head(layers))
+        convs = [n for n in convs if n not in head]
+        layers = tuple(l for l in layers if l not in head)
     a, b, c = _ACT[remat]
     return a * _per_pixel(convs) + b * _per_pixel(layers) + c
+
+
+def tile_bytes(layers, tile: int, hw: tuple[int, int]) -> int:
+    """What one tile of ``remat="tiles"`` holds, whatever the image size."""
+    head = tiling.head(tuple(layers))
+    a = 2 ** sum(n.startswith("pool") for n in head)
+    side = min(-(-tile // a) * a, -(-max(hw) // a) * a)
+    return int(_F32 * _TILE_MAPS * 64 * (side + 2 * tiling.halo(head)) ** 2)
 
 
 def optimiser_vectors(name: str, memory_size: int) -> float:
@@ -170,9 +195,13 @@ def estimate(config: ml_collections.ConfigDict, members: int = 1,
     compute = 0.5 if config.model.dtype == "bfloat16" else 1.0
     act = activation_floats(layers, config.model.remat) * compute
     per_member = act if o.name in _VMAPPED else 0.0
+    tiles = 0
+    if config.model.remat == "tiles":
+        tiles = tile_bytes(layers, config.model.tile_size, (h, w)) * compute
+        tiles *= members if o.name in _VMAPPED else 1
     parts = {
         "params": _PARAM_COPIES * _params_bytes(),
-        "activations": _F32 * px * (act + per_member * (members - 1)),
+        "activations": _F32 * px * (act + per_member * (members - 1)) + tiles,
         "optimiser": _F32 * px * 3 * optimiser_vectors(
             o.name, o.memory_size) * members,
         "targets": _F32 * px * _per_pixel(config.loss.content_layers),
@@ -183,6 +212,22 @@ def estimate(config: ml_collections.ConfigDict, members: int = 1,
     parts = {k: int(v) for k, v in parts.items()}
     return Estimate(sum(parts.values()), parts, (h, w), members,
                     "host" if platform == "cpu" else "device")
+
+
+def release_freed() -> None:
+    """Hands memory the process has freed back to the system (glibc's
+    ``malloc_trim``; nothing elsewhere).
+
+    XLA's compilers and finished programs free many blocks that glibc
+    keeps in its arenas: at 1024 px with ``remat=tiles`` the resident set
+    after the targets, the init program and compiling was 400-770 MiB
+    above what the process still used, and the steps' peak came on top.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # Not glibc.
+        pass
 
 
 def _read_int(path: str) -> Optional[int]:
@@ -280,11 +325,11 @@ def refusal(config: ml_collections.ConfigDict, est: Estimate,
     advice = [f"lower the output size (--config.size, or the largest "
               f"multiscale.sizes) to about {fit} px" if fit >= 16 else
               "no output size fits here"]
-    if config.model.remat == "none":
-        blocks = estimate(cfg.override(config, {"model.remat": "blocks"}),
-                          est.members, est.hw, platform).total
-        advice.append(f"set --config.model.remat=blocks (about "
-                      f"{blocks / _GIB:.1f} GiB)")
+    if config.model.remat != "tiles":
+        tiles = estimate(cfg.override(config, {"model.remat": "tiles"}),
+                         est.members, est.hw, platform).total
+        advice.append(f"set --config.model.remat=tiles (about "
+                      f"{tiles / _GIB:.1f} GiB)")
     advice.append("run on a device with more memory")
     what = (f"{est.members} members at {w}x{h} px" if est.members > 1
             else f"a {w}x{h} px run")

@@ -271,25 +271,28 @@ def execute(config: ml_collections.ConfigDict, workdir: Optional[str] = None,
 
     ``config.resume`` (a run directory with a checkpoint) continues that
     run. A single run is a group of one on one device. A folder as
-    ``content`` runs every photo in it, each into its own directory under
-    ``workdir``, whose path is returned.
+    ``content`` (or several files separated by commas) runs every photo in
+    it, each into its own directory under ``workdir``, whose path is
+    returned.
 
     Raises:
       UserError: bad input (nothing is left on disk).
       Interrupted / Diverged: after saving what was done.
     """
     workdir = workdir or rundir.default_workdir(config.name)
-    if not os.path.isdir(inputs.content_path(config)):
+    if not inputs.several_photos(config):
         result, = run_members(
             [Member(config, workdir, overrides or {}, config.resume or None)],
             vgg_params=vgg_params, out=out, config_file=config_file)
         if result.status == "diverged":
             raise Diverged(result.error)
         return result.path
-    # A folder of photos: one run directory per photo inside ``workdir``;
+    # Several photos: one run directory per photo inside ``workdir``;
     # the fast method paints all photos of one size in one batch.
     files = inputs.content_files(config)
     names = [os.path.basename(f) for f in files]
+    if len(set(names)) < len(names):  # Listed files from several folders.
+        names = [f"{i:03d}_{n}" for i, n in enumerate(names)]
     members = [Member(cfg.override(config, {"content": f}),
                       os.path.join(workdir, name), overrides or {},
                       os.path.join(config.resume, name) if config.resume

@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 
 from nst_jax import alignment, color, images, inputs, landmarks, losses
-from nst_jax import patchmatch, portrait, vgg19
+from nst_jax import patchmatch, portrait, tiling, vgg19
 
 
 def compute(vgg_params, spec: losses.LossSpec, content_rgb: np.ndarray,
@@ -40,22 +40,33 @@ def compute(vgg_params, spec: losses.LossSpec, content_rgb: np.ndarray,
       {"content": {layer: (1, h, w, C)}, "style": {layer: (S, C, C)}} and,
       with masks, "masks": {layer: (S, h, w)}; with ``local``, "local".
     """
-    feats = vgg19.features(vgg_params, content_rgb, spec.layers,
-                           spec.pooling, spec.dtype)
-    content = {l: feats[l] for l in spec.content_layers}
+    if spec.remat == "tiles":  # Only the content layers' maps, whole.
+        kw = dict(tile=spec.tile_size, pooling=spec.pooling,
+                  dtype=spec.dtype)
+        content = tiling.features(vgg_params, content_rgb,
+                                  spec.content_layers, **kw)[0]
+        grams = [{l: g[0] for l, g in tiling.features(
+            vgg_params, s, grams=spec.style_layers, **kw)[1].items()}
+            for s in style_rgbs]
+    else:
+        feats = vgg19.features(vgg_params, content_rgb, spec.content_layers,
+                               spec.pooling, spec.dtype)
+        content = {l: feats[l] for l in spec.content_layers}
+        grams = [
+            {l: losses.gram(f[l])[0] for l in spec.style_layers}
+            for f in (vgg19.features(vgg_params, s, spec.style_layers,
+                                     spec.pooling, spec.dtype)
+                      for s in style_rgbs)]
     content.update(content_overrides or {})
-    grams = [
-        {l: losses.gram(f[l])[0] for l in spec.style_layers}
-        for f in (vgg19.features(vgg_params, s, spec.style_layers,
-                                 spec.pooling, spec.dtype)
-                  for s in style_rgbs)]
     targets = {"content": content,
                "style": {l: jnp.stack([g[l] for g in grams])
                          for l in spec.style_layers}}
     if masks_SxHxW is not None:
         m = jnp.asarray(masks_SxHxW, jnp.float32)
+        h, w = content_rgb.shape[:2]
         targets["masks"] = {
-            l: jax.image.resize(m, (m.shape[0],) + feats[l].shape[1:3],
+            l: jax.image.resize(m, (m.shape[0], h // vgg19.STRIDE[l],
+                                    w // vgg19.STRIDE[l]),
                                 "linear", antialias=True)
             for l in spec.style_layers}
     if local is not None:

@@ -193,10 +193,10 @@ def param_shapes() -> dict[str, dict[str, tuple[int, ...]]]:
             for n, (i, o) in CONV_CHANNELS.items()}
 
 
-def _blocks(stop: int) -> list[tuple[str, ...]]:
-    """``LAYERS[:stop + 1]`` split after each pooling layer."""
+def _blocks(stop: int, start: int = 0) -> list[tuple[str, ...]]:
+    """``LAYERS[start:stop + 1]`` split after each pooling layer."""
     blocks, current = [], []
-    for name in LAYERS[:stop + 1]:
+    for name in LAYERS[start:stop + 1]:
         current.append(name)
         if name.startswith("pool"):
             blocks.append(tuple(current))
@@ -262,13 +262,15 @@ def recompute_in_backward(fn: Callable) -> Callable:
 
 
 def _extract_blocks(params, x_NxHxWx3: jax.Array, layers: Sequence[str],
-                    pooling: str, dtype: jnp.dtype) -> dict[str, jax.Array]:
+                    pooling: str, dtype: jnp.dtype,
+                    start: int = 0) -> dict[str, jax.Array]:
     """:class:`VGG19`'s forward pass, each block recomputed in backward.
 
     Only each block's input and the activations it returns (the block
     output and the requested layers, which the loss's own gradient keeps
     anyway) live until the gradient reaches the block; the block then
-    recomputes its convolutions (:func:`recompute_in_backward`).
+    recomputes its convolutions (:func:`recompute_in_backward`). With
+    ``start``, ``x_NxHxWx3`` is the output of ``LAYERS[start - 1]``.
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, "
@@ -276,7 +278,7 @@ def _extract_blocks(params, x_NxHxWx3: jax.Array, layers: Sequence[str],
     wanted = set(check_layers(layers))
     x = x_NxHxWx3.astype(dtype)
     out = {}
-    for block in _blocks(LAYERS.index(deepest(wanted))):
+    for block in _blocks(LAYERS.index(deepest(wanted)), start):
         def run(p, x, block=block):
             feats = {}
             for name in block:
@@ -316,6 +318,14 @@ def extract(params, images_bgr_nhwc: jax.Array, layers: Sequence[str],
                                dtype)
     model = VGG19(layers=tuple(layers), pooling=pooling, dtype=dtype)
     return model.apply({"params": params}, images_bgr_nhwc)
+
+
+def extract_from(params, x: jax.Array, start: int, layers: Sequence[str],
+                 pooling: str = "max", dtype: jnp.dtype = jnp.float32
+                 ) -> dict[str, jax.Array]:
+    """The network from layer index ``start`` on, given the output ``x`` of
+    the layer before it; each block recomputed in the backward pass."""
+    return _extract_blocks(params, x, layers, pooling, dtype, start)
 
 
 @functools.lru_cache(maxsize=8)

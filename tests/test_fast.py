@@ -10,6 +10,7 @@ import pytest
 
 from nst_jax import color, config as cfg, driver, images, runner, sweep
 from nst_jax import vgg19
+from nst_jax.errors import UserError
 from nst_jax.fast import transfer
 from nst_jax.fast import weights as fast_weights
 from tests.test_config import load_preset
@@ -79,6 +80,28 @@ def test_a_folder_is_painted_per_photo_in_size_batches(tmp_path, photos):
     assert lines[0]["images_per_s"] == lines[1]["images_per_s"]
     assert lines[2]["size"] == [64, 64]
     assert "images/s" in log.getvalue()
+
+
+def test_listed_files_are_painted_per_photo(tmp_path, photos):
+    """Files separated by commas run as a folder would, in the listed
+    order; clashing names get their position as a prefix."""
+    other = tmp_path / "other"
+    other.mkdir()
+    images.save(str(other / "a.png"), images.load(photos["a"])[::-1])
+    wd = tmp_path / "listed"
+    listed = f"{photos['a']}, {other / 'a.png'}"
+    path = runner.execute(_fast(content=listed, style=(photos["dots"],)),
+                          str(wd), out=io.StringIO())
+    assert path == str(wd)
+    assert sorted(os.listdir(wd)) == ["000_a.png", "001_a.png"]
+    outs = [images.load(str(wd / n / "final.png"))
+            for n in ("000_a.png", "001_a.png")]
+    assert np.abs(outs[0] - outs[1]).mean() > 5  # Two different photos.
+    with pytest.raises(UserError, match="missing.png does not exist"):
+        runner.execute(_fast(content=f"{photos['a']},{tmp_path}/missing.png",
+                             style=(photos["dots"],)),
+                       str(tmp_path / "bad"), out=io.StringIO())
+    assert not (tmp_path / "bad").exists()
 
 
 def test_strength_and_blend_move_the_embedding(photos):

@@ -50,11 +50,21 @@ def test_remat_and_bfloat16_lower_the_estimate():
     for name in ("lbfgs", "adam"):
         c = _config(**{"optim.name": name, "optim.learning_rate": 1.0})
         blocks = cfg.override(c, {"model.remat": "blocks"})
+        tiles = cfg.override(c, {"model.remat": "tiles"})
         half = cfg.override(c, {"model.dtype": "bfloat16"})
         for platform in ("cpu", "gpu"):
             none = _total(c, 1024, platform)
             assert _total(blocks, 1024, platform) < 0.85 * none
+            assert _total(tiles, 1024, platform) < 0.8 * _total(
+                blocks, 1024, platform)
             assert _total(half, 1024, platform) < none
+        # The tiles' own buffers do not grow with the image; bigger tiles
+        # hold more.
+        grow = [_total(tiles, s) for s in (1024, 2048, 4096)]
+        assert grow[2] - grow[1] == pytest.approx(4 * (grow[1] - grow[0]),
+                                                  rel=1e-3)
+        bigger = cfg.override(tiles, {"model.tile_size": 512})
+        assert _total(bigger, 1024) > _total(tiles, 1024)
     e = memory.estimate(c, hw=(64, 64), platform="gpu")
     assert e.where == "device" and "runtime" not in e.parts
 
@@ -82,7 +92,7 @@ def test_a_run_that_cannot_fit_is_refused_in_one_line(monkeypatch, caplog):
         memory.check(big)
     msg = str(e.value)
     assert "\n" not in msg and "2.0 GiB is available (test limit)" in msg
-    assert "--config.model.remat=blocks" in msg and memory.ENV in msg
+    assert "--config.model.remat=tiles" in msg and memory.ENV in msg
     fit = int(msg.split("to about ")[1].split(" px")[0])
     assert 16 <= fit < 4096
     assert _total(_config(size=fit), fit) <= 2 * 2 ** 30
