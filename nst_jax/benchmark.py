@@ -234,7 +234,8 @@ def _estimate_mib(size: int, optimiser: str, remat: str, dtype: str,
 
 def run_memory(sizes: Sequence[int] = (512, 1024),
                optimisers: Sequence[str] = ("lbfgs",),
-               remats: Sequence[str] = ("none", "blocks"), steps: int = 2,
+               remats: Sequence[str] = ("none", "blocks", "tiles"),
+               steps: int = 2,
                chunk: int = 1, dtype: str = "float32", batch: int = 1,
                log: Optional[Callable[[dict], None]] = None,
                timeout_s: Optional[float] = None) -> dict:

@@ -10,7 +10,7 @@ Memory mode, each setting in a fresh process (peak host RSS; on GPU peak
 device bytes; ms/step; nst_jax.memory's estimate beside them):
 
     python scripts/benchmark.py --memory --sizes=512,1024 \
-        --optimisers=lbfgs --remats=none,blocks --steps=2 --chunk=1
+        --optimisers=lbfgs --remats=none,blocks,tiles --steps=2 --chunk=1
 
 Start-up mode: seconds from launching scripts/run.py (configs/default.py,
 its init=fast included) to its first step, with an empty and then a filled
@@ -56,7 +56,7 @@ _STARTUP = flags.DEFINE_bool(
     "cold and warm compilation cache, at --sizes.")
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "Launch pairs per size "
                                "(start-up mode).")
-_REMATS = flags.DEFINE_list("remats", ["none", "blocks"],
+_REMATS = flags.DEFINE_list("remats", ["none", "blocks", "tiles"],
                             "model.remat settings (memory mode).")
 
 

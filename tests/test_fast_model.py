@@ -1,12 +1,15 @@
 """The fast (Ghiasi et al. 2017) networks: parity with onnxruntime on the
 real weights, sizes, compilation, and the mapping from the ONNX graphs."""
 
+import json
 import os
 import re
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import traverse_util
 
 from nst_jax.errors import WeightsError
 from nst_jax.fast import model
@@ -259,3 +262,23 @@ def test_from_graphs_refuses_a_graph_that_does_not_fit(synthetic, edit,
         params_lib.from_graphs(*edit(synthetic[1]))
     assert message in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_expected_shapes_are_cached_by_model_source(tmp_path, monkeypatch):
+    """The traced shapes are kept beside the weights and reused only while
+    the model's source is unchanged."""
+    monkeypatch.setenv("NST_JAX_CACHE", str(tmp_path))
+    traced = traverse_util.flatten_dict(jax.tree_util.tree_map(
+        lambda x: tuple(x.shape), model.abstract_params()), sep="/")
+    assert fast_weights.expected_shapes() == traced  # Traced, then saved.
+    path = tmp_path / "fast_model_shapes.json"
+    saved = json.loads(path.read_text())
+    key = next(iter(saved["shapes"]))
+    saved["shapes"][key] = [7, 7]  # Read back only under its own hash:
+    path.write_text(json.dumps(saved))
+    assert fast_weights.expected_shapes()[key] == (7, 7)
+    saved["source_sha256"] = "0" * 64  # another model's source: traced.
+    path.write_text(json.dumps(saved))
+    assert fast_weights.expected_shapes() == traced
+    path.write_text("{not json")  # Corrupt: traced again.
+    assert fast_weights.expected_shapes() == traced
