@@ -39,7 +39,8 @@ def base() -> ml_collections.ConfigDict:
     # of Magenta's arbitrary stylization network (Ghiasi et al. 2017).
     c.method = "gatys"
     # Inputs. Empty means the public-domain images embedded in nst_jax/assets.
-    # content: a photo, or a folder of photos (one run directory each).
+    # content: a photo, a folder of photos, or photos separated by commas
+    # (one run directory each).
     c.content = ""  # Content photo path.
     c.style = ()  # One or more style image paths.
     c.style_blend = ()  # Weight per style image; () = equal weights.

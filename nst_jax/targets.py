@@ -9,6 +9,7 @@ arrays of :mod:`nst_jax.inputs`; outputs are jax arrays in VGG space.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple, Optional
 
 import jax
@@ -45,21 +46,18 @@ def compute(vgg_params, spec: losses.LossSpec, content_rgb: np.ndarray,
                   dtype=spec.dtype)
         content = tiling.features(vgg_params, content_rgb,
                                   spec.content_layers, **kw)[0]
-        grams = [{l: g[0] for l, g in tiling.features(
-            vgg_params, s, grams=spec.style_layers, **kw)[1].items()}
-            for s in style_rgbs]
+        grams = [tiling.features(vgg_params, s, grams=spec.style_layers,
+                                 **kw)[1] for s in style_rgbs]
     else:
         feats = vgg19.features(vgg_params, content_rgb, spec.content_layers,
                                spec.pooling, spec.dtype)
         content = {l: feats[l] for l in spec.content_layers}
-        grams = [
-            {l: losses.gram(f[l])[0] for l in spec.style_layers}
-            for f in (vgg19.features(vgg_params, s, spec.style_layers,
-                                     spec.pooling, spec.dtype)
-                      for s in style_rgbs)]
+        grams = [_style_grams(vgg_params, s, spec) for s in style_rgbs]
     content.update(content_overrides or {})
     targets = {"content": content,
-               "style": {l: jnp.stack([g[l] for g in grams])
+               # (1, C, C) each: one style needs no (eager) concatenation.
+               "style": {l: grams[0][l] if len(grams) == 1 else
+                         jnp.concatenate([g[l] for g in grams])
                          for l in spec.style_layers}}
     if masks_SxHxW is not None:
         m = jnp.asarray(masks_SxHxW, jnp.float32)
@@ -72,6 +70,22 @@ def compute(vgg_params, spec: losses.LossSpec, content_rgb: np.ndarray,
     if local is not None:
         targets["local"] = local
     return targets
+
+
+@functools.lru_cache(maxsize=8)
+def _grams_fn(layers: tuple, pooling: str, dtype: str):
+    def f(params, x):
+        feats = vgg19.extract(params, x, layers, pooling, jnp.dtype(dtype))
+        return {l: losses.gram(feats[l]) for l in layers}
+    return jax.jit(f)
+
+
+def _style_grams(vgg_params, rgb, spec: losses.LossSpec) -> dict:
+    """{layer: (1, C, C)} of one style image, in one compiled program (not a
+    program per layer's Gram, each traced and looked up at start-up)."""
+    x = jax.device_put(images.to_vgg(np.asarray(rgb, np.float32))[None])
+    return _grams_fn(tuple(spec.style_layers), spec.pooling,
+                     spec.dtype)(vgg_params, x)
 
 
 class Alignment(NamedTuple):

@@ -367,6 +367,6 @@ def features(params, rgb_HxWx3, maps=(), grams=(), *, tile: int,
     with ``remat="tiles"``, whose full-resolution maps never exist whole.
     """
     from nst_jax import images
-    x = jnp.asarray(images.to_vgg(np.asarray(rgb_HxWx3, np.float32)))[None]
+    x = jax.device_put(images.to_vgg(np.asarray(rgb_HxWx3, np.float32))[None])
     return _features_fn(tuple(maps), tuple(grams), int(tile), pooling,
                         dtype)(params, x)

@@ -117,7 +117,10 @@ class Conv3x3(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+        # Zeros: weights are always loaded (random_params draws its own);
+        # Flax traces this initializer at every apply to check the shape,
+        # and zeros trace far faster than a normal sample.
+        kernel = self.param("kernel", nn.initializers.zeros,
                             (3, 3, x.shape[-1], self.features),
                             self.param_dtype)
         bias = self.param("bias", nn.initializers.zeros, (self.features,),
@@ -341,7 +344,7 @@ def features(params, rgb_HxWx3, layers: Sequence[str], pooling: str = "max",
     Pre-processes with ``images.to_vgg`` and runs a program compiled once
     per (layer set, pooling, dtype) and image size.
     """
-    x = jnp.asarray(images.to_vgg(np.asarray(rgb_HxWx3, np.float32)))[None]
+    x = jax.device_put(images.to_vgg(np.asarray(rgb_HxWx3, np.float32))[None])
     return _features_fn(tuple(layers), pooling, dtype)(params, x)
 
 

@@ -18,7 +18,7 @@ import tempfile
 import time
 from typing import Optional
 
-import jax.numpy as jnp
+import jax
 import numpy as np
 
 from nst_jax import atomic, hashing, keras_h5, pypi, vgg19, weight_cache
@@ -248,7 +248,7 @@ def load_vgg19_params(source: Optional[str] = None) -> Params:
       WeightsError: unavailable, tampered or not VGG19 (one line).
     """
     params = _load_numpy(source)
-    return {c: {k: jnp.asarray(v) for k, v in d.items()}
+    return {c: {k: jax.device_put(v) for k, v in d.items()}
             for c, d in params.items()}
 
 

@@ -5,6 +5,8 @@ NHWC; paddings and formulas follow the ONNX graphs (see the model)."""
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -22,6 +24,14 @@ _PHASE_TAPS = np.array([[[1, 0, 0], [0, 1, 1], [0, 0, 0]],
 # bottom/right: TF "SAME" at even sizes, hard-coded by the export (at odd
 # sizes TF would pad both sides).
 PAD = {1: ((1, 1), (1, 1)), 2: ((0, 1), (0, 1))}
+
+# The parameters are always read from the weights file, never drawn. Flax
+# traces each parameter's initializer at every apply to check its shape;
+# zeros trace in a fraction of the time lecun_normal's sampling does (the
+# two networks hold 300+ parameters, traced on every launch).
+ZERO = nn.initializers.zeros
+Conv = functools.partial(nn.Conv, kernel_init=ZERO)
+Dense = functools.partial(nn.Dense, kernel_init=ZERO)
 
 
 def relu6(x: jax.Array) -> jax.Array:
@@ -48,7 +58,7 @@ class DepthwiseConv3x3(nn.Module):
     @nn.compact
     def __call__(self, x_NxHxWxC: jax.Array) -> jax.Array:
         c, s = x_NxHxWxC.shape[-1], self.stride
-        kernel_3x3x1xC = self.param("kernel", nn.initializers.lecun_normal(),
+        kernel_3x3x1xC = self.param("kernel", ZERO,
                                     (3, 3, 1, c), jnp.float32)
         bias_C = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
         x = jnp.pad(x_NxHxWxC.astype(self.dtype),
@@ -76,11 +86,11 @@ class InvertedResidual(nn.Module):
         hidden = c_in * self.expansion
         x = x_NxHxWxC
         if self.expansion != 1:
-            x = relu6(nn.Conv(hidden, (1, 1), dtype=self.dtype,
+            x = relu6(Conv(hidden, (1, 1), dtype=self.dtype,
                               name="expand")(x))
         x = relu6(DepthwiseConv3x3(self.stride, self.dtype,
                                    name="depthwise")(x))
-        x = nn.Conv(self.features, (1, 1), dtype=self.dtype,
+        x = Conv(self.features, (1, 1), dtype=self.dtype,
                     name="project")(x)
         if self.stride == 1 and c_in == self.features:
             x = x + x_NxHxWxC
@@ -103,8 +113,8 @@ class ConditionalInstanceNorm(nn.Module):
     def __call__(self, x_NxHxWxC: jax.Array,
                  embedding_Nx100: jax.Array) -> jax.Array:
         # gamma is the graph's StyleNorm/Conv_1, beta its StyleNorm/Conv.
-        gamma_NxC = nn.Dense(self.features, name="gamma")(embedding_Nx100)
-        beta_NxC = nn.Dense(self.features, name="beta")(embedding_Nx100)
+        gamma_NxC = Dense(self.features, name="gamma")(embedding_Nx100)
+        beta_NxC = Dense(self.features, name="beta")(embedding_Nx100)
         # Statistics in float32 whatever the compute dtype: a variance of a
         # bfloat16 map loses most of its digits.
         x = x_NxHxWxC.astype(jnp.float32)
@@ -134,7 +144,7 @@ class UpsampleConv(nn.Module):
     def __call__(self, x_NxHxWxC: jax.Array) -> jax.Array:
         n, h, w, c = x_NxHxWxC.shape
         o = self.features
-        kernel_3x3xCxO = self.param("kernel", nn.initializers.lecun_normal(),
+        kernel_3x3xCxO = self.param("kernel", ZERO,
                                     (3, 3, c, o), jnp.float32)
         taps = jnp.asarray(_PHASE_TAPS)
         phases_3x3xCx4O = jnp.einsum("aed,bfg,dgco->efcabo", taps, taps,
@@ -160,7 +170,7 @@ class ResidualBlock(nn.Module):
         c = x_NxHxWxC.shape[-1]
         y = x_NxHxWxC
         for i in (1, 2):
-            y = nn.Conv(c, (3, 3), padding="VALID", use_bias=False,
+            y = Conv(c, (3, 3), padding="VALID", use_bias=False,
                         dtype=self.dtype, name=f"conv{i}")(
                             reflect_pad(y, 1, 1, 1, 1))
             y = ConditionalInstanceNorm(c, self.dtype, name=f"norm{i}")(

@@ -46,16 +46,16 @@ class StylePredictor(nn.Module):
             raise ValueError(f"style images need at least {MIN_STYLE_SIZE} "
                              f"px a side, got {style_NxHxWx3.shape[1:3]}")
         x = style_NxHxWx3.astype(self.dtype)
-        x = layers.relu6(nn.Conv(32, (3, 3), 2, padding=layers.PAD[2],
-                                 dtype=self.dtype, name="Conv")(x))
+        x = layers.relu6(layers.Conv(32, (3, 3), 2, padding=layers.PAD[2],
+                                     dtype=self.dtype, name="Conv")(x))
         for i, (t, c, s) in enumerate(BLOCKS):
             name = f"expanded_conv_{i}" if i else "expanded_conv"
             x = layers.InvertedResidual(c, t, s, self.dtype, name=name)(x)
-        x = layers.relu6(nn.Conv(1280, (1, 1), dtype=self.dtype,
-                                 name="Conv_1")(x))
+        x = layers.relu6(layers.Conv(1280, (1, 1), dtype=self.dtype,
+                                     name="Conv_1")(x))
         pooled_Nx1280 = x.astype(jnp.float32).mean(axis=(1, 2))
         # The graph's 1x1 conv on the pooled 1x1 map ("mobilenet_conv").
-        return nn.Dense(EMBEDDING_DIM, name="bottleneck")(pooled_Nx1280)
+        return layers.Dense(EMBEDDING_DIM, name="bottleneck")(pooled_Nx1280)
 
 
 class StyleTransformer(nn.Module):
@@ -73,8 +73,9 @@ class StyleTransformer(nn.Module):
 
     def _conv(self, x, features, kernel, stride, pad, name, bias=True):
         x = layers.reflect_pad(x, pad, pad, pad, pad)
-        return nn.Conv(features, (kernel, kernel), stride, padding="VALID",
-                       use_bias=bias, dtype=self.dtype, name=name)(x)
+        return layers.Conv(features, (kernel, kernel), stride,
+                           padding="VALID", use_bias=bias, dtype=self.dtype,
+                           name=name)(x)
 
     @nn.compact
     def __call__(self, content_NxHxWx3: jax.Array,

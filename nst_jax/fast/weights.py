@@ -21,7 +21,6 @@ import tempfile
 from typing import Optional
 
 import jax
-import jax.numpy as jnp
 import flax
 import numpy as np
 from flax import traverse_util
@@ -204,7 +203,7 @@ def load_params(source: Optional[str] = None) -> Params:
     Raises:
       WeightsError: unavailable, tampered or not this model (one line).
     """
-    return jax.tree_util.tree_map(jnp.asarray, _load_numpy(source))
+    return jax.device_put(_load_numpy(source))
 
 
 def weights_sha256(source: Optional[str] = None) -> str:
