@@ -76,14 +76,19 @@ _LBFGS_EXTRA, _ADAM, _SGD = 8, 5, 4
 _VMAPPED = ("adam", "sgd")  # Members vmapped (activations per member).
 # What else the process's peak RSS grows by per pixel on CPU (host copies
 # of the images, the init and metrics programs, allocator slack), in
-# floats. The measured RSS slope less the parts above was 90-108 between
-# 512 and 1024 px (L-BFGS and Adam, remat none and blocks) and 128
-# between 1024 and 2048 (L-BFGS, blocks); with 120 the estimate is
-# -0.3% to +3.3% off the measured peaks at 512-2048 px.
-_HOST_FLOATS = 120.0
-# Process baseline on CPU (Python, JAX, XLA, compiling the step): the
-# measured intercepts less the params; L-BFGS's program is larger.
-_RUNTIME_CPU = {"lbfgs": 780 * 2 ** 20, "other": 660 * 2 ** 20}
+# floats, and the process's baseline (Python, JAX, XLA, compiling the
+# step; the weights not included): fitted to the measured peaks at 512
+# and 1024 px, L-BFGS and Adam, each remat, and 2048 px with tiles
+# (README "Memory"; one fresh process each, memory freed by compiling
+# handed back before the steps). Slopes less the parts above came out
+# 84-93 floats (none), 68-93 (blocks); with tiles 20-52 between 512 and
+# 1024 px but 100 between 1024 and 2048, so 90 for all: the estimate
+# errs high by up to 16% with tiles (1024 px) rather than low by 17%
+# (2048 px). Intercepts 490-540 MiB, but 700 for the tiled L-BFGS
+# program.
+_HOST_FLOATS = 90.0
+_RUNTIME_CPU = {"lbfgs": 520 * 2 ** 20, "other": 500 * 2 ** 20}
+_RUNTIME_TILES_LBFGS = 150 * 2 ** 20
 _PARAM_COPIES = 2  # The weights, and each kernel flipped and transposed.
 
 
@@ -208,6 +213,8 @@ def estimate(config: ml_collections.ConfigDict, members: int = 1,
     }
     if platform == "cpu":
         parts["runtime"] = _RUNTIME_CPU.get(o.name, _RUNTIME_CPU["other"])
+        if config.model.remat == "tiles" and o.name == "lbfgs":
+            parts["runtime"] += _RUNTIME_TILES_LBFGS
         parts["host"] = _F32 * px * _HOST_FLOATS
     parts = {k: int(v) for k, v in parts.items()}
     return Estimate(sum(parts.values()), parts, (h, w), members,
