@@ -61,6 +61,8 @@ def test_from_dict_rejects_unknown_fields():
     ("size", 4, "sizes must be integers >= 16"),
     ("optim.ema_decay", 1.0, "ema_decay"),
     ("style_blend", (1.0, 1.0), "style_blend has 2 weights"),
+    ("model.remat", "all", "model.remat"),
+    ("model.tile_size", 8, "tile_size must be an integer 16..8192"),
 ])
 def test_validate_names_the_bad_field(field, value, match):
     c = cfg.base()
@@ -93,3 +95,11 @@ def test_validate_names_a_bad_local_style_field(field, value, match):
         c.portrait[field] = value
     with pytest.raises(UserError, match=match):
         cfg.validate(c)
+
+
+def test_tile_size_is_inert_unless_tiles():
+    c = cfg.base()
+    assert "model.tile_size" in cfg.inert_fields(c)
+    c.model.remat = "tiles"
+    cfg.validate(c)
+    assert "model.tile_size" not in cfg.inert_fields(c)
