@@ -28,10 +28,11 @@ def test_halo_covers_the_head():
     assert tiling.halo(("conv1_1", "relu1_1")) == 1
 
 
-@pytest.mark.parametrize("h,w,tile", [(37, 50, 16), (45, 33, 12),
-                                      (24, 24, 64), (70, 90, 32)])
+@pytest.mark.parametrize("h,w,tile", [(37, 50, 12), (24, 24, 64),
+                                      (70, 90, 32)])
 def test_head_reductions_and_tail_match_the_whole_image(params, h, w, tile):
-    """Odd sizes, several tiles and a tile larger than the image."""
+    """Odd sizes, a tile size rounded up to the pooling (12 -> 16), several
+    tiles and a tile larger than the image."""
     x = _img(0, h, w)
     layers = ("relu1_1", "relu2_1", "relu2_2", "relu3_1", "relu4_1")
     ref = vgg19.extract(params, x, layers)
