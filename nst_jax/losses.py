@@ -16,7 +16,7 @@ import numpy as np
 
 from nst_jax import vgg19
 
-#: Backward-pass memory modes: vgg19.REMATS, plus "tiles" (blocks 1-2 run
+#: Backward-pass memory modes: vgg19.REMATS, plus "tiles" (blocks 1-3 run
 #: tile by tile, never whole: :mod:`nst_jax.tiling`; the rest as "blocks").
 REMATS = vgg19.REMATS + ("tiles",)
 
@@ -89,10 +89,15 @@ def masked_gram(feats_1xHxWxC: jax.Array, masks_SxHxW: jax.Array
     s = masks_SxHxW.shape[0]
     fm_SxPxC = (feats_1xHxWxC.reshape(1, h * w, c)
                 * masks_SxHxW.reshape(s, h * w, 1))
-    norm_S = jnp.maximum(jnp.sum(masks_SxHxW ** 2, axis=(1, 2)), 1e-8)
+    norm_S = mask_energy(masks_SxHxW)
     return jnp.einsum("spc,spd->scd", fm_SxPxC, fm_SxPxC,
                       preferred_element_type=jnp.float32) / norm_S[:, None,
                                                                    None]
+
+
+def mask_energy(masks_SxHxW: jax.Array) -> jax.Array:
+    """(S,) sum of each mask's squares: :func:`masked_gram`'s divisor."""
+    return jnp.maximum(jnp.sum(masks_SxHxW ** 2, axis=(1, 2)), 1e-8)
 
 
 def cell_grams(feats_NxHxWxC: jax.Array, grid: int) -> jax.Array:
@@ -108,11 +113,17 @@ def cell_grams(feats_NxHxWxC: jax.Array, grid: int) -> jax.Array:
     256 px on XLA:CPU, 153 vs 22 ms.)
     """
     _, h, w, _ = feats_NxHxWxC.shape
+    return jnp.stack([gram(feats_NxHxWxC[:, y0:y1, x0:x1])
+                      for (y0, y1), (x0, x1) in cell_bounds(h, w, grid)],
+                     axis=1)
+
+
+def cell_bounds(h: int, w: int, grid: int) -> list:
+    """((y0, y1), (x0, x1)) of :func:`cell_grams`'s cells, row by row."""
     ey = np.linspace(0, h, min(grid, h) + 1).round().astype(int)
     ex = np.linspace(0, w, min(grid, w) + 1).round().astype(int)
-    return jnp.stack([gram(feats_NxHxWxC[:, y0:y1, x0:x1])
-                      for y0, y1 in zip(ey, ey[1:])
-                      for x0, x1 in zip(ex, ex[1:])], axis=1)
+    return [((y0, y1), (x0, x1)) for y0, y1 in zip(ey, ey[1:])
+            for x0, x1 in zip(ex, ex[1:])]
 
 
 def local_style_loss(feats: dict, target_cells: dict,
@@ -224,8 +235,7 @@ def _features(vgg_params, image, targets: dict, spec: LossSpec
     # Guided Grams are normalised by their mask's energy; cells by their
     # positions (as masked_gram and cell_grams).
     for l, g in out["masked"].items():
-        norm = jnp.maximum(jnp.sum(masks[l] ** 2, axis=(1, 2)), 1e-8)
-        out["masked"][l] = g / norm[:, None, None]
+        out["masked"][l] = g / mask_energy(masks[l])[:, None, None]
     for l, g in out["cells"].items():
         out["cells"][l] = g / jnp.sum(cells[l], axis=(1, 2))[:, None, None]
     return feats, out

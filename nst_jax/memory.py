@@ -136,8 +136,7 @@ def activation_floats(layers, remat: str = "none") -> float:
 def tile_bytes(layers, tile: int, hw: tuple[int, int]) -> int:
     """What one tile of ``remat="tiles"`` holds, whatever the image size."""
     head = tiling.head(tuple(layers))
-    a = 2 ** sum(n.startswith("pool") for n in head)
-    side = min(-(-tile // a) * a, -(-max(hw) // a) * a)
+    side = tiling.tile_side(head, tile, hw)
     return int(_F32 * _TILE_MAPS * 64 * (side + 2 * tiling.halo(head)) ** 2)
 
 

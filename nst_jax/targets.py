@@ -83,9 +83,8 @@ def _grams_fn(layers: tuple, pooling: str, dtype: str):
 def _style_grams(vgg_params, rgb, spec: losses.LossSpec) -> dict:
     """{layer: (1, C, C)} of one style image, in one compiled program (not a
     program per layer's Gram, each traced and looked up at start-up)."""
-    x = jax.device_put(images.to_vgg(np.asarray(rgb, np.float32))[None])
     return _grams_fn(tuple(spec.style_layers), spec.pooling,
-                     spec.dtype)(vgg_params, x)
+                     spec.dtype)(vgg_params, vgg19.to_input(rgb))
 
 
 class Alignment(NamedTuple):

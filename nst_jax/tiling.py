@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import vgg19
+from nst_jax import losses, vgg19
 
 #: The last layer computed tile by tile (blocks 1-3). Ending at pool2
 #: instead: 1024 px L-BFGS, 256 px tiles, XLA's program 1155 MiB and
@@ -79,6 +79,13 @@ def _align(head_layers) -> int:
     return 2 ** sum(n.startswith("pool") for n in head_layers)
 
 
+def tile_side(head_layers, tile: int, hw: tuple[int, int]) -> int:
+    """The tile side actually used: ``tile`` rounded up to the pooling's
+    alignment, and no wider than the image (rounded up the same way)."""
+    a = _align(head_layers)
+    return min(max(a, -(-int(tile) // a) * a), -(-max(hw) // a) * a)
+
+
 class _Static(NamedTuple):
     head: tuple  # Layers run per tile.
     maps: tuple  # Head layers returned whole (assembled from the tiles).
@@ -115,7 +122,6 @@ def _tile_fn(st: _Static):
     ``ctx`` holds the tile's slices of the masks and content targets,
     already cut to the tile's centre at each layer's stride.
     """
-    from nst_jax import losses  # losses imports this module.
     dtype = jnp.dtype(st.dtype)
     n_img = st.hw
 
@@ -284,10 +290,7 @@ def run_head(params, x_NxHxWx3: jax.Array, layers, *, tile: int,
     """
     hl = head(layers)
     h, w = x_NxHxWx3.shape[1:3]
-    a = _align(hl)
-    tile = max(a, -(-int(tile) // a) * a)
-    # No wider than the image (rounded up to the pooling's alignment).
-    tile = min(tile, -(-max(h, w) // a) * a)
+    tile = tile_side(hl, tile, (h, w))
     st = _Static(hl, tuple(maps), tuple(grams), pooling, dtype, tile,
                  halo(hl), (int(h), int(w)))
     ny, nx = _grid(st)
@@ -305,14 +308,11 @@ def run_head(params, x_NxHxWx3: jax.Array, layers, *, tile: int,
 def cell_masks(h: int, w: int, grid: int) -> np.ndarray:
     """(cells, h, w) 0/1 indicators of :func:`nst_jax.losses.cell_grams`'s
     cells on an h x w map."""
-    ey = np.linspace(0, h, min(grid, h) + 1).round().astype(int)
-    ex = np.linspace(0, w, min(grid, w) + 1).round().astype(int)
     out = []
-    for y0, y1 in zip(ey, ey[1:]):
-        for x0, x1 in zip(ex, ex[1:]):
-            m = np.zeros((h, w), np.float32)
-            m[y0:y1, x0:x1] = 1.0
-            out.append(m)
+    for (y0, y1), (x0, x1) in losses.cell_bounds(h, w, grid):
+        m = np.zeros((h, w), np.float32)
+        m[y0:y1, x0:x1] = 1.0
+        out.append(m)
     return np.stack(out)
 
 
@@ -344,8 +344,6 @@ def extract(params, x_NxHxWx3: jax.Array, layers, *, tile: int,
 @functools.lru_cache(maxsize=16)
 def _features_fn(maps: tuple, grams: tuple, tile: int, pooling: str,
                  dtype: str):
-    from nst_jax import losses
-
     def f(params, x):
         layers = tuple(dict.fromkeys(maps + grams))
         hl = set(head(layers))
@@ -366,7 +364,6 @@ def features(params, rgb_HxWx3, maps=(), grams=(), *, tile: int,
     RGB 0..255 image, its head run tile by tile: the targets of a run
     with ``remat="tiles"``, whose full-resolution maps never exist whole.
     """
-    from nst_jax import images
-    x = jax.device_put(images.to_vgg(np.asarray(rgb_HxWx3, np.float32))[None])
+    x = vgg19.to_input(rgb_HxWx3)
     return _features_fn(tuple(maps), tuple(grams), int(tile), pooling,
                         dtype)(params, x)

@@ -344,8 +344,15 @@ def features(params, rgb_HxWx3, layers: Sequence[str], pooling: str = "max",
     Pre-processes with ``images.to_vgg`` and runs a program compiled once
     per (layer set, pooling, dtype) and image size.
     """
-    x = jax.device_put(images.to_vgg(np.asarray(rgb_HxWx3, np.float32))[None])
-    return _features_fn(tuple(layers), pooling, dtype)(params, x)
+    return _features_fn(tuple(layers), pooling, dtype)(params,
+                                                      to_input(rgb_HxWx3))
+
+
+def to_input(rgb_HxWx3) -> jax.Array:
+    """One RGB 0..255 image as the network's (1, H, W, 3) input, on device
+    (``device_put``: ``jnp.asarray`` would compile a program per shape)."""
+    return jax.device_put(
+        images.to_vgg(np.asarray(rgb_HxWx3, np.float32))[None])
 
 
 def random_params(seed: int = 0, scale: float = 1.0):
