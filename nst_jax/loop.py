@@ -96,11 +96,14 @@ def hparams_from_config(config: ml_collections.ConfigDict,
     }
 
 
+def _tx_args(static: Static) -> dict:
+    return dict(steps=static.steps, schedule_kind=static.schedule,
+                decay_rate=static.decay_rate, memory_size=static.memory_size)
+
+
 def _tx(static: Static, hp: dict) -> optax.GradientTransformationExtraArgs:
     return optim.make(static.optim_name, hp["learning_rate"],
-                      steps=static.steps, schedule_kind=static.schedule,
-                      decay_rate=static.decay_rate,
-                      memory_size=static.memory_size)
+                      **_tx_args(static))
 
 
 def clip_vgg(x: jax.Array) -> jax.Array:
@@ -159,9 +162,13 @@ def init_state(static: Static, image0: jax.Array, hp: dict,
 
 
 def step(static: Static, state: State, vgg_params, targets, hp
-         ) -> tuple[State, jax.Array]:
-    """One optimiser step; returns the new state and the loss before it."""
-    tx = _tx(static, hp)
+         ) -> tuple[State, jax.Array, jax.Array, dict]:
+    """One optimiser step.
+
+    Returns the new state, the loss before the step, and whether the aux
+    of the new image is known (L-BFGS evaluated it: the line search took
+    its first trial) with that aux (else zeros).
+    """
     loss_fn = _loss_fn(static, vgg_params, targets, hp)
     # The optimiser sees the image without its batch axis of 1: with it,
     # XLA:CPU copied L-BFGS's whole (memory, 1, H, W, 3) history twice per
@@ -169,23 +176,27 @@ def step(static: Static, state: State, vgg_params, targets, hp
     # more at 1024 px.
     x = state.image[0]
     if optim.needs_value_fn(static.optim_name):
-        value_fn = lambda x: loss_fn(x[None])[0]
         # The line search (or init_state) already evaluated value and grad
         # at this point; reuse them rather than paying again.
         value = optax.tree_utils.tree_get(state.opt_state, "value")
         grad = optax.tree_utils.tree_get(state.opt_state, "grad")
-        updates, opt_state = tx.update(grad, state.opt_state, x,
-                                       value=value, grad=grad,
-                                       value_fn=value_fn)
-        image = optax.apply_updates(x, updates)[None]
+        updates, opt_state, trial, (_, aux) = optim.lbfgs_update(
+            optim.lbfgs_parts(hp["learning_rate"], **_tx_args(static)),
+            grad, state.opt_state, x, value, lambda x: loss_fn(x[None]))
+        new = optax.apply_updates(x, updates)
+        known = optim.same(new, trial)
+        image = new[None]
     else:
-        (value, _), grad = jax.value_and_grad(
+        (value, aux), grad = jax.value_and_grad(
             lambda x: loss_fn(x[None]), has_aux=True)(x)
-        updates, opt_state = tx.update(grad, state.opt_state, x)
+        updates, opt_state = _tx(static, hp).update(grad, state.opt_state, x)
         image = clip_vgg(optax.apply_updates(x, updates))[None]
+        known = jnp.zeros((), bool)  # aux is the old image's.
     d = hp["ema_decay"]
     avg = d * state.avg + (1 - d) * image
-    return State(image, opt_state, state.step + 1, avg), value
+    known = known & (d == 0)  # Else the image shown is the average.
+    aux = jax.tree.map(lambda a: jnp.where(known, a, jnp.zeros_like(a)), aux)
+    return State(image, opt_state, state.step + 1, avg), value, known, aux
 
 
 def current_image(state: State, hp: dict) -> jax.Array:
@@ -214,20 +225,29 @@ def run_chunk(static: Static, length: int, state: State, vgg_params,
     the next donation).
     """
     def active(s):
-        new, value = step(static, s, vgg_params, targets, hp)
+        new, value, known, aux = step(static, s, vgg_params, targets, hp)
+        aux = {k: jnp.asarray(v, jnp.float32) for k, v in aux.items()}
         return new, (value, optim.evaluations(static.optim_name,
-                                              new.opt_state))
+                                              new.opt_state), known, aux)
+
+    def skipped(s):
+        return s, (jnp.full((), jnp.nan, jnp.float32),
+                   jnp.zeros((), jnp.int32), jnp.zeros((), bool),
+                   {k: jnp.zeros((), jnp.float32)
+                    for k in losses.aux_keys(static.spec)})
 
     def body(st, i):
-        return jax.lax.cond(
-            i < n_active, active,
-            lambda s: (s, (jnp.full((), jnp.nan, jnp.float32),
-                           jnp.zeros((), jnp.int32))),
-            st)
-    state, (losses_T, evals_T) = jax.lax.scan(body, state,
-                                              jnp.arange(length))
+        return jax.lax.cond(i < n_active, active, skipped, st)
+    state, (losses_T, evals_T, known_T, aux_T) = jax.lax.scan(
+        body, state, jnp.arange(length))
     image = current_image(state, hp)
-    _, aux = losses.total_loss(image, vgg_params, targets, hp, static.spec)
+    # The loss terms of the image after the chunk: the last step's, when
+    # it evaluated that image (L-BFGS, usually), else a forward pass.
+    last = jnp.clip(n_active - 1, 0, length - 1)
+    aux = jax.lax.cond(
+        known_T[last], lambda: jax.tree.map(lambda a: a[last], aux_T),
+        lambda: losses.total_loss(image, vgg_params, targets, hp,
+                                  static.spec)[1])
     aux = dict(aux, evals=jnp.sum(evals_T))
     return state, losses_T, aux, image
 

@@ -241,6 +241,14 @@ def _features(vgg_params, image, targets: dict, spec: LossSpec
     return feats, out
 
 
+def aux_keys(spec: LossSpec) -> tuple[str, ...]:
+    """The keys of :func:`total_loss`'s aux (each a float32 scalar)."""
+    return (("loss", "content", "style", "tv")
+            + (("local",) if spec.local_layers else ())
+            + tuple(f"content/{l}" for l in spec.content_layers)
+            + tuple(f"style/{l}" for l in spec.style_layers))
+
+
 def total_loss(image_1xHxWx3: jax.Array, vgg_params, targets: dict,
                hparams: dict, spec: LossSpec) -> tuple[jax.Array, dict]:
     """alpha * content + beta * style + tv_weight * tv of a VGG-space image.

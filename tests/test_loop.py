@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from nst_jax import config as cfg
-from nst_jax import loop, optim, sharding, targets, vgg19
+from nst_jax import losses, loop, optim, sharding, targets, vgg19
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +188,20 @@ def test_optax_state_leaves_own_their_buffers(params):
     ptrs = [x.unsafe_buffer_pointer() for x in leaves]
     assert len(set(ptrs)) == len(ptrs)
     assert optax.tree_utils.tree_get(s.opt_state, "value") is not None
+
+
+@pytest.mark.parametrize("name,ema", [("lbfgs", 0.0), ("lbfgs", 0.5),
+                                      ("adam", 0.0)])
+def test_chunk_reports_the_loss_terms_of_its_image(params, name, ema):
+    """L-BFGS takes them from its last step's evaluation (no forward pass)
+    when that step evaluated the image; any other case computes them."""
+    _, static, hp, tgt, content = _setup(params, name)
+    h = dict(hp, ema_decay=jnp.float32(ema))
+    s = _start(static, h, content, params, tgt)
+    for _ in range(3):
+        s, _, aux, image = _chunk(static, 2)(s, params, tgt, h, jnp.int32(2))
+        _, want = jax.jit(lambda i: losses.total_loss(
+            i, params, tgt, h, static.spec))(image)
+        for k, v in want.items():
+            np.testing.assert_allclose(float(aux[k]), float(v), rtol=2e-5,
+                                       err_msg=k)
