@@ -171,7 +171,18 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
         memory.release_freed()
         length = min(c0.log_every, steps)
         progs = loop.programs(static, length, mesh)
-        if resume is not None and si == first:
+        n_active = sharding.put(np.int32(length), mesh, batched=False)
+        fresh = not (resume is not None and si == first)
+        if fresh:
+            # Traced and compiled (or looked up) from shapes while the
+            # targets compute: the device works as Python traces.
+            init, dt = _compiled(progs.init, sharding.abstract(
+                (size_b, 1, h, w, 3), np.float32, mesh, batched=True),
+                hp_b, params, tgt)
+            chunk, dt2 = _compiled(progs.chunk, init.out_info, params, tgt,
+                                   hp_b, n_active)
+            compile_s += dt + dt2
+        else:  # Resumed: the state from the checkpoints.
             image0 = np.zeros((size_b, 1, h, w, 3), np.float32)
             shapes = jax.eval_shape(progs.init, image0, hp_b, params, tgt)
             # Checkpoints from before the optimiser state dropped the
@@ -183,17 +194,17 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
             state = sharding.put(jax.tree_util.tree_unflatten(
                 jax.tree_util.tree_structure(shapes), leaves),
                 mesh, batched=True)
-        else:
+            chunk, dt = _compiled(progs.chunk, state, params, tgt, hp_b,
+                                  n_active)
+            compile_s += dt
+        if fresh:
             if raw[0] is None:  # First scale: each member's init image.
                 image0 = _init_images(configs, member_inp, hps, fast_params)
             else:  # Coarse to fine: the raw optimised image, upsampled.
                 image0 = [images.to_vgg(images.resize(r, (h, w)))[None]
                           for r in raw]
-            image0_b = sharding.put(_stack(image0, size_b), mesh,
-                                    batched=True)
-            init, dt = _compiled(progs.init, image0_b, hp_b, params, tgt)
-            compile_s += dt
-            state = init(image0_b, hp_b, params, tgt)
+            state = init(sharding.put(_stack(image0, size_b), mesh,
+                                      batched=True), hp_b, params, tgt)
         start = sharding.gather(progs.image(state, hp_b))[:n]
         for i in range(n):
             if not errors[i]:
@@ -201,10 +212,6 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
                 last[i] = targets_lib.output_rgb(configs[i], member_inp[i],
                                                  raw[i])
         k = int(sharding.gather(state.step)[0])
-        n_active = sharding.put(np.int32(length), mesh, batched=False)
-        chunk, dt = _compiled(progs.chunk, state, params, tgt, hp_b,
-                              n_active)
-        compile_s += dt
         # What the targets, the init program and compiling freed goes back
         # to the system before the steps' peak (1024 px: -14% peak RSS).
         memory.release_freed()

@@ -44,6 +44,14 @@ def put(tree, mesh: Mesh, batched: bool):
     return jax.tree_util.tree_map(one, tree)
 
 
+def abstract(shape: tuple, dtype, mesh: Mesh, batched: bool
+             ) -> jax.ShapeDtypeStruct:
+    """What :func:`put` of a ``shape`` array would give, without the data
+    (to compile a program before its inputs exist)."""
+    return jax.ShapeDtypeStruct(shape, dtype, sharding=NamedSharding(
+        mesh, P("batch") if batched else P()))
+
+
 def gather(x) -> np.ndarray:
     """A (possibly multi-host) sharded array, whole, as numpy."""
     if jax.process_count() > 1 and not x.is_fully_addressable:
