@@ -9,11 +9,18 @@ cold launch filled, as a second run of the same sizes does. The first step
 is the first ``[nst_jax] step`` progress line, printed after one step
 (``log_every=1``); ``wall_s`` is the whole launch (two steps, the run
 directory written).
+
+Given pastiche's executable (``pip install pastiche==1.6.0``), each round
+also launches it on the same embedded images (L-BFGS, 2 steps) and times
+launch to its step-1 line, alternating which of it and the warm nst_jax
+launch goes first: this machine's speed drifts by seconds over minutes,
+so the two are compared round by round.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -58,20 +65,54 @@ def launch(size: int, cache_dir: str, workdir: str,
     return {"first_step_s": round(first, 2), "wall_s": round(wall, 2)}
 
 
+def launch_pastiche(exe: str, size: int, out_png: str,
+                    timeout_s: float = 900) -> dict:
+    """One pastiche launch: seconds to its step-1 line and in all."""
+    assets = os.path.join(_ROOT, "nst_jax", "assets")
+    cmd = [exe, "--content", os.path.join(assets, "content.jpg"),
+           "--styles", os.path.join(assets, "style.jpg"), "--output",
+           out_png, "--size", str(size), "--num-steps", "2",
+           "--info-step", "1", "--optimizer", "lbfgs"]
+    t0 = time.perf_counter()
+    first = None
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as proc:
+        try:
+            for line in proc.stdout:
+                if first is None and re.match(r"1\s+\d", line):
+                    first = time.perf_counter() - t0
+            proc.wait(timeout=timeout_s)
+        finally:
+            proc.kill()
+    if proc.returncode != 0 or first is None:
+        raise RuntimeError(f"pastiche exited {proc.returncode} without a "
+                           "step-1 line")
+    return {"first_step_s": round(first, 2),
+            "wall_s": round(time.perf_counter() - t0, 2)}
+
+
 def run(sizes: Sequence[int] = (256, 512), rounds: int = 2,
         config_file: str = "configs/default.py",
-        log: Optional[Callable[[dict], None]] = None) -> list[dict]:
-    """``rounds`` x (cold, warm) launches per size; one row per launch."""
+        log: Optional[Callable[[dict], None]] = None,
+        pastiche: Optional[str] = None) -> list[dict]:
+    """``rounds`` x (cold, warm[, pastiche]) launches per size; one row
+    per launch (``cache`` is "cold", "warm" or "pastiche")."""
     rows = []
     for size in sizes:
         for r in range(rounds):
             tmp = tempfile.mkdtemp(prefix="nst_startup_")
+            kinds = ["cold", "warm"]
+            if pastiche:
+                kinds.insert(1 + r % 2, "pastiche")
             try:
-                for kind in ("cold", "warm"):
-                    row = dict(size=size, round=r, cache=kind,
-                               **launch(size, os.path.join(tmp, "cache"),
-                                        os.path.join(tmp, f"run_{kind}"),
-                                        config_file))
+                for kind in kinds:
+                    res = (launch_pastiche(pastiche, size,
+                                           os.path.join(tmp, "p.png"))
+                           if kind == "pastiche" else
+                           launch(size, os.path.join(tmp, "cache"),
+                                  os.path.join(tmp, f"run_{kind}"),
+                                  config_file))
+                    row = dict(size=size, round=r, cache=kind, **res)
                     rows.append(row)
                     if log:
                         log(row)
@@ -81,14 +122,22 @@ def run(sizes: Sequence[int] = (256, 512), rounds: int = 2,
 
 
 def table(rows: list[dict]) -> str:
-    """Median seconds to the first step per size, cold and warm."""
-    lines = ["size | cold: first step s | warm: first step s | cold/warm | "
-             "launches", "--- | --- | --- | --- | ---"]
+    """Median seconds to the first step per size: cold, warm, pastiche."""
+    has_p = any(r["cache"] == "pastiche" for r in rows)
+    lines = ["size | cold: first step s | warm: first step s | cold/warm"
+             + (" | pastiche: first step s | warm/pastiche" if has_p else "")
+             + " | launches",
+             "--- | --- | --- | ---" + (" | --- | ---" if has_p else "")
+             + " | ---"]
     for size in sorted({r["size"] for r in rows}):
         med = {k: statistics.median(r["first_step_s"] for r in rows
                                     if r["size"] == size and r["cache"] == k)
-               for k in ("cold", "warm")}
+               for k in ("cold", "warm") + (("pastiche",) if has_p else ())}
         n = sum(r["size"] == size for r in rows)
-        lines.append(f"{size} | {med['cold']:.1f} | {med['warm']:.1f} | "
-                     f"{med['cold'] / med['warm']:.2f} | {n}")
+        line = (f"{size} | {med['cold']:.1f} | {med['warm']:.1f} | "
+                f"{med['cold'] / med['warm']:.2f}")
+        if has_p:
+            line += (f" | {med['pastiche']:.1f} | "
+                     f"{med['warm'] / med['pastiche']:.2f}")
+        lines.append(f"{line} | {n}")
     return "\n".join(lines)

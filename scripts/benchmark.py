@@ -17,6 +17,9 @@ its init=fast included) to its first step, with an empty and then a filled
 persistent compilation cache, --rounds times per size:
 
     python scripts/benchmark.py --startup --sizes=256,512 --rounds=2
+
+and with --startup_pastiche=PATH (pastiche 1.6.0's executable) a pastiche
+launch beside each warm one, in alternating order.
 """
 
 import json
@@ -56,6 +59,9 @@ _STARTUP = flags.DEFINE_bool(
     "cold and warm compilation cache, at --sizes.")
 _ROUNDS = flags.DEFINE_integer("rounds", 2, "Launch pairs per size "
                                "(start-up mode).")
+_PASTICHE = flags.DEFINE_string(
+    "startup_pastiche", None, "Start-up mode: pastiche's executable, "
+    "launched beside each warm nst_jax launch on the same images.")
 _REMATS = flags.DEFINE_list("remats", ["none", "blocks", "tiles"],
                             "model.remat settings (memory mode).")
 
@@ -66,7 +72,7 @@ def main(argv):
     log = lambda r: print(json.dumps(r), file=sys.stderr, flush=True)
     if _STARTUP.value:
         rows = startup.run([int(s) for s in _SIZES.value], _ROUNDS.value,
-                           log=log)
+                           log=log, pastiche=_PASTICHE.value)
         print(startup.table(rows))
         if _OUT.value:
             with open(_OUT.value, "w") as f:

@@ -121,3 +121,27 @@ def test_startup_times_a_launch_to_its_first_step(tmp_path):
     rows = [dict(size=s, round=0, cache=k, first_step_s=t, wall_s=t + 1)
             for s, k, t in ((64, "cold", 9.0), (64, "warm", 3.0))]
     assert startup.table(rows).splitlines()[2] == "64 | 9.0 | 3.0 | 3.00 | 2"
+
+
+def test_startup_puts_pastiche_beside_each_warm_launch(tmp_path, monkeypatch):
+    from nst_jax import startup
+    fake = tmp_path / "pastiche"  # Prints as pastiche 1.6.0 does.
+    fake.write_text(f"#!{sys.executable}\nimport time\n"
+                    "print('size: 64x64\\nstep elapsed loss', flush=True)\n"
+                    "print('0    0.1    5.0', flush=True)\ntime.sleep(0.3)\n"
+                    "print('1    0.4    4.0', flush=True)\ntime.sleep(0.3)\n")
+    fake.chmod(0o755)
+    row = startup.launch_pastiche(str(fake), 64, str(tmp_path / "p.png"))
+    assert 0.3 <= row["first_step_s"] < row["wall_s"]
+    order = []
+    monkeypatch.setattr(startup, "launch", lambda size, cache, run, cfg: (
+        order.append(os.path.basename(run)) or
+        {"first_step_s": 9.0 if run.endswith("cold") else 3.0,
+         "wall_s": 10.0}))
+    monkeypatch.setattr(startup, "launch_pastiche", lambda exe, size, png: (
+        order.append("pastiche") or {"first_step_s": 4.0, "wall_s": 5.0}))
+    rows = startup.run([64], rounds=2, pastiche=str(fake))
+    assert order == ["run_cold", "pastiche", "run_warm",
+                     "run_cold", "run_warm", "pastiche"]
+    assert startup.table(rows).splitlines()[2] == (
+        "64 | 9.0 | 3.0 | 3.00 | 4.0 | 0.75 | 6")
