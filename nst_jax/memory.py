@@ -55,13 +55,18 @@ _F32 = 4
 # Activation floats per output pixel = a * S + b * W + c, where S sums
 # channels / stride^2 over every conv up to the deepest layer and W over
 # the layers the loss reads (see activation_floats). Least squares over
-# six layer sets: the compiled L-BFGS chunk's temporary buffers per pixel
-# (256 vs 512 px) less its line search's 12 vectors; residuals within 4%
-# (none) and 21% (blocks).
-_ACT = {"none": (1.378, 1.802, 77.0), "blocks": (0.867, 0.388, 182.4),
-        # The layers past the tiled head, as "blocks"; the 1024 px default
-        # and relu4_2-deep layer sets' temporaries came out within +-7
-        # floats per pixel of these with no constant.
+# six layer sets (content relu1_2..relu5_2 with 1-5 style layers): the
+# compiled one-step L-BFGS chunk's temporary buffers per pixel (256 vs
+# 512 px) less its line search's 12 vectors; residuals -7.7% to +11.1%
+# (none), within 3.3% (blocks). Refitted when chunks stopped running a
+# forward pass for their loss terms (loop.run_chunk): the default set's
+# temporaries fell from 711 to 566 floats per pixel (none).
+_ACT = {"none": (1.847, 1.086, -97.8), "blocks": (0.040, 0.675, 228.9),
+        # The layers past the tiled head, as "blocks" were before that
+        # refit (the tiled program hardly changed: 863 -> 854 MiB at
+        # 1024 px); the 1024 px default and relu4_2-deep layer sets'
+        # temporaries came out within +-7 floats per pixel of these with
+        # no constant.
         "tiles": (0.867, 0.388, 0.0)}
 # Under remat="tiles", block-1-sized maps ((tile + 2 halo)^2 x 64 floats)
 # alive at once while one tile's gradient is taken: XLA's temporaries at
@@ -83,12 +88,12 @@ _VMAPPED = ("adam", "sgd")  # Members vmapped (activations per member).
 # handed back before the steps). Slopes less the parts above came out
 # 84-93 floats (none), 68-93 (blocks); with tiles 20-52 between 512 and
 # 1024 px but 100 between 1024 and 2048, so 90 for all: the estimate
-# errs high by up to 16% with tiles (1024 px) rather than low by 17%
-# (2048 px). Intercepts 490-540 MiB, but 700 for the tiled L-BFGS
-# program.
+# errs high by up to 21% with tiles (1024 px) rather than low by 17%
+# (2048 px). Intercepts 500 MiB (Adam), 630 (L-BFGS), 670 (L-BFGS with
+# tiles), set after the refit above against the peaks measured then.
 _HOST_FLOATS = 90.0
-_RUNTIME_CPU = {"lbfgs": 520 * 2 ** 20, "other": 500 * 2 ** 20}
-_RUNTIME_TILES_LBFGS = 150 * 2 ** 20
+_RUNTIME_CPU = {"lbfgs": 630 * 2 ** 20, "other": 500 * 2 ** 20}
+_RUNTIME_TILES_LBFGS = 40 * 2 ** 20
 _PARAM_COPIES = 2  # The weights, and each kernel flipped and transposed.
 
 
