@@ -190,18 +190,20 @@ def test_optax_state_leaves_own_their_buffers(params):
     assert optax.tree_utils.tree_get(s.opt_state, "value") is not None
 
 
-@pytest.mark.parametrize("name,ema", [("lbfgs", 0.0), ("lbfgs", 0.5),
-                                      ("adam", 0.0)])
-def test_chunk_reports_the_loss_terms_of_its_image(params, name, ema):
+@pytest.mark.parametrize("name", ["lbfgs", "adam"])
+def test_chunk_reports_the_loss_terms_of_its_image(params, name):
     """L-BFGS takes them from its last step's evaluation (no forward pass)
-    when that step evaluated the image; any other case computes them."""
+    when that step evaluated the image; any other case (EMA on, Adam)
+    computes them."""
     _, static, hp, tgt, content = _setup(params, name)
-    h = dict(hp, ema_decay=jnp.float32(ema))
-    s = _start(static, h, content, params, tgt)
-    for _ in range(3):
-        s, _, aux, image = _chunk(static, 2)(s, params, tgt, h, jnp.int32(2))
-        _, want = jax.jit(lambda i: losses.total_loss(
-            i, params, tgt, h, static.spec))(image)
-        for k, v in want.items():
-            np.testing.assert_allclose(float(aux[k]), float(v), rtol=2e-5,
-                                       err_msg=k)
+    chunk = _chunk(static, 2)
+    terms = jax.jit(lambda i, h: losses.total_loss(i, params, tgt, h,
+                                                   static.spec)[1])
+    for ema in (0.0, 0.5) if name == "lbfgs" else (0.0,):
+        h = dict(hp, ema_decay=jnp.float32(ema))
+        s = _start(static, h, content, params, tgt)
+        for _ in range(2):
+            s, _, aux, image = chunk(s, params, tgt, h, jnp.int32(2))
+            for k, v in terms(image, h).items():
+                np.testing.assert_allclose(float(aux[k]), float(v),
+                                           rtol=2e-5, err_msg=k)
