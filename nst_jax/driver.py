@@ -172,17 +172,7 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
         length = min(c0.log_every, steps)
         progs = loop.programs(static, length, mesh)
         n_active = sharding.put(np.int32(length), mesh, batched=False)
-        fresh = not (resume is not None and si == first)
-        if fresh:
-            # Traced and compiled (or looked up) from shapes while the
-            # targets compute: the device works as Python traces.
-            init, dt = _compiled(progs.init, sharding.abstract(
-                (size_b, 1, h, w, 3), np.float32, mesh, batched=True),
-                hp_b, params, tgt)
-            chunk, dt2 = _compiled(progs.chunk, init.out_info, params, tgt,
-                                   hp_b, n_active)
-            compile_s += dt + dt2
-        else:  # Resumed: the state from the checkpoints.
+        if resume is not None and si == first:  # The checkpoints' state.
             image0 = np.zeros((size_b, 1, h, w, 3), np.float32)
             shapes = jax.eval_shape(progs.init, image0, hp_b, params, tgt)
             # Checkpoints from before the optimiser state dropped the
@@ -197,7 +187,16 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
             chunk, dt = _compiled(progs.chunk, state, params, tgt, hp_b,
                                   n_active)
             compile_s += dt
-        if fresh:
+        else:
+            # Traced and compiled (or looked up) from shapes while the
+            # targets compute, before the init images: the device works
+            # as Python traces.
+            init, dt = _compiled(progs.init, sharding.abstract(
+                (size_b, 1, h, w, 3), np.float32, mesh, batched=True),
+                hp_b, params, tgt)
+            chunk, dt2 = _compiled(progs.chunk, init.out_info, params, tgt,
+                                   hp_b, n_active)
+            compile_s += dt + dt2
             if raw[0] is None:  # First scale: each member's init image.
                 image0 = _init_images(configs, member_inp, hps, fast_params)
             else:  # Coarse to fine: the raw optimised image, upsampled.
