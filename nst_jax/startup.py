@@ -44,15 +44,23 @@ def launch(size: int, cache_dir: str, workdir: str,
            f"--config.compile_cache={cache_dir}", f"--workdir={workdir}"]
     env = dict(os.environ)
     env.pop("NST_JAX_COMPILE_CACHE", None)  # The flag decides.
+    return _timed(cmd, lambda line: MARKER in line, "run.py", timeout_s,
+                  env=env, cwd=_ROOT)
+
+
+def _timed(cmd: list, is_first: Callable[[str], bool], name: str,
+           timeout_s: float, **popen) -> dict:
+    """Seconds from launching ``cmd`` to its first output line (stdout and
+    stderr together) for which ``is_first`` holds, and to its exit."""
     t0 = time.perf_counter()
     first = None
-    with subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True, env=env,
-                          cwd=_ROOT) as proc:
+    tail = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True,
+                          **popen) as proc:
         try:
-            tail = []
-            for line in proc.stderr:
-                if first is None and MARKER in line:
+            for line in proc.stdout:
+                if first is None and is_first(line):
                     first = time.perf_counter() - t0
                 tail = (tail + [line])[-5:]
             proc.wait(timeout=timeout_s)
@@ -60,7 +68,7 @@ def launch(size: int, cache_dir: str, workdir: str,
             proc.kill()
     wall = time.perf_counter() - t0
     if proc.returncode != 0 or first is None:
-        raise RuntimeError(f"run.py exited {proc.returncode}: "
+        raise RuntimeError(f"{name} exited {proc.returncode}: "
                            f"{''.join(tail)[-300:]}")
     return {"first_step_s": round(first, 2), "wall_s": round(wall, 2)}
 
@@ -73,22 +81,8 @@ def launch_pastiche(exe: str, size: int, out_png: str,
            "--styles", os.path.join(assets, "style.jpg"), "--output",
            out_png, "--size", str(size), "--num-steps", "2",
            "--info-step", "1", "--optimizer", "lbfgs"]
-    t0 = time.perf_counter()
-    first = None
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True) as proc:
-        try:
-            for line in proc.stdout:
-                if first is None and re.match(r"1\s+\d", line):
-                    first = time.perf_counter() - t0
-            proc.wait(timeout=timeout_s)
-        finally:
-            proc.kill()
-    if proc.returncode != 0 or first is None:
-        raise RuntimeError(f"pastiche exited {proc.returncode} without a "
-                           "step-1 line")
-    return {"first_step_s": round(first, 2),
-            "wall_s": round(time.perf_counter() - t0, 2)}
+    return _timed(cmd, lambda line: re.match(r"1\s+\d", line) is not None,
+                  "pastiche", timeout_s)
 
 
 def run(sizes: Sequence[int] = (256, 512), rounds: int = 2,
