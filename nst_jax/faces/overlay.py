@@ -1,0 +1,37 @@
+"""What was found, drawn on the image, for a person to check."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from nst_jax import images, landmarks
+from nst_jax.faces.finder import Search
+
+# One colour per named point, in the order of nst_jax.landmarks.NAMES.
+_COLOURS = ((0, 200, 255), (0, 120, 255), (255, 220, 0), (255, 80, 80),
+            (255, 0, 160), (255, 140, 0), (0, 230, 90), (170, 90, 255),
+            (120, 255, 255))
+
+
+def draw(rgb: np.ndarray, search: Search) -> np.ndarray:
+    """(H, W, 3) uint8: the image, the mesh as small grey dots, the named
+    points as coloured rings with their names, the detector box and the
+    scores; a red "no face" banner when none was accepted."""
+    im = Image.fromarray(images.to_uint8(rgb))
+    d = ImageDraw.Draw(im)
+    scale = max(im.size) / 512
+    r = max(2.0, 3 * scale)
+    face = search.face
+    if face is not None:
+        for x, y in face.mesh_xy:
+            d.point((float(x), float(y)), fill=(200, 200, 200))
+        d.rectangle([float(v) for v in face.box], outline=(255, 255, 255))
+        for (x, y), name, c in zip(face.points_xy, landmarks.NAMES,
+                                   _COLOURS):
+            d.ellipse([x - r, y - r, x + r, y + r], outline=c,
+                      width=max(1, int(scale)))
+            d.text((x + r + 1, y - r), name, fill=c)
+    d.text((4, 4), search.describe(), fill=(255, 255, 255) if face
+           is not None else (255, 40, 40))
+    return np.asarray(im)
