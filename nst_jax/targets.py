@@ -109,27 +109,34 @@ def _features_fn(vgg_params, spec: losses.LossSpec):
 def portrait_alignment(config: ml_collections.ConfigDict, vgg_params,
                        inp: inputs.ScaleInputs, spec: losses.LossSpec
                        ) -> Optional[Alignment]:
-    """The searched correspondence of ``portrait.align`` "landmarks" or
-    "features", or None for the other modes (cheap, made per scale).
+    """The searched correspondence of ``portrait.align`` "landmarks",
+    "auto" or "features", or None for the other modes (cheap, made per
+    scale).
 
     "landmarks" morphs the painting with a thin-plate spline through the
-    two landmark files; "features" does the same when landmark files are
+    two landmark files; "auto" does the same with the points found on both
+    images (:mod:`nst_jax.faces`; the files when given), or, when either
+    image shows no face, what "features" does without landmark files;
+    "features" does the same when landmark files are
     given and then refines (or, without them, finds) the correspondence
     with PatchMatch over VGG19 features (:mod:`nst_jax.patchmatch`), whose
     forward-backward check gives the confidence. Made at ``inp``'s frame
     (the driver passes the last, largest scale) and reused at every scale.
     """
     P = config.portrait
-    if not P.enabled or P.align not in ("features", "landmarks"):
+    if not P.enabled or P.align not in ("features", "landmarks", "auto"):
         return None
     h, w = inp.content_rgb.shape[:2]
     style = images.resize(inp.style_rgbs[0], (h, w))
     morph = confidence = None
-    if P.content_landmarks:
-        content_pts, style_pts = inputs.load_landmarks(config, (h, w))
-        morph = landmarks.warp_flow(content_pts, style_pts, (h, w), (h, w),
+    pair = (inputs.load_landmarks(config, (h, w)) if P.content_landmarks
+            else inputs.detected_landmarks(config, (h, w))
+            if P.align == "auto" else None)
+    if pair is not None:
+        morph = landmarks.warp_flow(*pair, (h, w), (h, w),
                                     frame_anchors=True)
-    if P.align == "features":
+    # align=auto without a face on either image falls back to features.
+    if P.align == "features" or (P.align == "auto" and morph is None):
         start = style if morph is None else alignment.warp(style, morph)
         flow, confidence = patchmatch.correspondence(
             start, inp.content_rgb, _features_fn(vgg_params, spec),
