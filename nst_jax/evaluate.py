@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from nst_jax import images, landmarks, losses, vgg19
+from nst_jax import alignment, images, landmarks, losses, vgg19
 
 STRUCTURE_LAYER = "relu4_2"
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -95,10 +95,48 @@ def cell_edges(box: Sequence[int], grid: int, layer: str,
     return ys, xs
 
 
+#: The second yardstick's layers: none of the portrait preset's local
+#: style layers (relu1_1..relu4_1) nor its content layers.
+AFFINE_LAYERS = ("relu2_2", "relu3_3")
+#: Points the second yardstick's affine warp is fitted to (indices into
+#: nst_jax.landmarks.NAMES: the eyes, the nose tip, the mouth corners).
+AFFINE_POINTS = (0, 1, 2, 3, 4)
+
+
+def affine_painting(painting_rgb: np.ndarray, content_pts: np.ndarray,
+                    painting_pts: np.ndarray, hw: Sequence[int]
+                    ) -> np.ndarray:
+    """The painting moved onto the photo's face by the least-squares affine
+    map of five points (eyes, nose tip, mouth corners): no spline, no
+    frame anchors, nothing the portrait preset's own warp shares.
+
+    Args:
+      painting_rgb: (h, w, 3) painting at its own size.
+      content_pts, painting_pts: (N >= 5, 2) (y, x) named points (order of
+        ``nst_jax.landmarks.NAMES``) in the output's / painting's pixels.
+      hw: (H, W) of the output.
+    """
+    idx = list(AFFINE_POINTS)
+    # Sampled from the painting resized to the output's frame (as the
+    # spline's warp does), so a large painting is not aliased.
+    hw = (int(hw[0]), int(hw[1]))
+    frame = images.resize(painting_rgb, hw)
+    src = np.asarray(content_pts, np.float64)[idx]
+    dst = landmarks.to_frame(np.asarray(painting_pts, np.float64)[idx],
+                             np.shape(painting_rgb)[:2], hw)
+    a = np.concatenate([src, np.ones((len(src), 1))], 1)
+    m, *_ = np.linalg.lstsq(a, dst, rcond=None)  # (3, 2)
+    grid = np.stack(np.mgrid[:hw[0], :hw[1]], -1).reshape(-1, 2)
+    flow = np.concatenate([grid, np.ones((len(grid), 1))], 1) @ m
+    flow = np.clip(flow, 0.0, np.array(hw, np.float64) - 1)
+    return alignment.warp(frame, flow.reshape(hw[0], hw[1], 2))
+
+
 def local_style(vgg_params, output_rgb: np.ndarray,
                 painting_rgb: np.ndarray, content_pts: np.ndarray,
                 painting_pts: np.ndarray, grid: int = 4,
-                layers: Sequence[str] = LOCAL_LAYERS) -> dict:
+                layers: Sequence[str] = LOCAL_LAYERS,
+                warp: str = "tps") -> dict:
     """Per-cell Gram MSE between the output's face and the morphed painting.
 
     Args:
@@ -109,6 +147,9 @@ def local_style(vgg_params, output_rgb: np.ndarray,
       painting_pts: (N, 2) painting landmarks (y, x) in its own pixels.
       grid: cells per side of the face box.
       layers: VGG layers compared.
+      warp: "tps" (the thin-plate spline through all the points,
+        :func:`nst_jax.landmarks.warp_image`) or "affine"
+        (:func:`affine_painting`).
 
     Returns:
       ``{layer: mean over cells, "overall": geometric mean over layers of
@@ -129,8 +170,11 @@ def local_style(vgg_params, output_rgb: np.ndarray,
     edges = [cell_edges(box, grid, layer,
                         (hw[0] // vgg19.STRIDE[layer],
                          hw[1] // vgg19.STRIDE[layer])) for layer in layers]
-    warped, _ = landmarks.warp_image(painting_rgb, content_pts,
-                                     painting_pts, hw)
+    if warp == "affine":
+        warped = affine_painting(painting_rgb, content_pts, painting_pts, hw)
+    else:
+        warped, _ = landmarks.warp_image(painting_rgb, content_pts,
+                                         painting_pts, hw)
     f_out = vgg19.features(vgg_params, out, layers)
     f_ref = vgg19.features(vgg_params, warped, layers)
     cells = np.zeros((len(layers), grid, grid))
