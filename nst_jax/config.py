@@ -450,4 +450,8 @@ def inert_fields(c: ml_collections.ConfigDict) -> dict[str, str]:
         elif field in off and P.align not in off[field]:
             out[f"portrait.{field}"] = (f"only portrait.align="
                                         f"{' or '.join(off[field])} uses it")
+    if P.enabled and P.align == "auto" and P.content_landmarks:
+        for field in ("face_weights", "match_layers", "match_size"):
+            out[f"portrait.{field}"] = ("portrait.align=auto with landmark "
+                                        "files uses the files")
     return out

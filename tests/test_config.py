@@ -103,3 +103,20 @@ def test_tile_size_is_inert_unless_tiles():
     c.model.remat = "tiles"
     cfg.validate(c)
     assert "model.tile_size" not in cfg.inert_fields(c)
+
+
+def test_face_weights_matter_only_when_auto_searches():
+    c = cfg.base()
+    c.portrait.enabled = True
+    c.portrait.align = "auto"
+    c.loss.content_layers = ("relu3_1", "relu4_1", "relu4_2")
+    c.loss.content_layer_weights = (1.0, 1.0, 1.0)
+    cfg.validate(c)
+    inert = cfg.inert_fields(c)
+    assert "portrait.face_weights" not in inert
+    assert "portrait.match_size" not in inert  # The fallback uses it.
+    c.portrait.content_landmarks = c.portrait.style_landmarks = "a.json"
+    inert = cfg.inert_fields(c)
+    assert "portrait.face_weights" in inert and "portrait.match_size" in inert
+    c.portrait.align = "features"
+    assert "portrait.face_weights" in cfg.inert_fields(c)

@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from nst_jax import images, inputs, landmarks, runner
+from nst_jax import images, inputs, landmarks, runner, targets
 from nst_jax import config as cfg
 from nst_jax.config_file import get_config
 from nst_jax.errors import WeightsError
@@ -226,18 +226,24 @@ def test_auto_finds_the_photo_and_falls_back_when_the_painting_has_none(
 
 
 @needs_shared
-def test_auto_morphs_by_the_found_points(nets):
-    # Photo and painting both show a face: the found points make the same
-    # morph as landmark files holding them would.
+def test_auto_morphs_by_the_found_points(real_params, nets, tmp_path,
+                                         monkeypatch):
+    # Photo and painting both show a face: the run morphs by the found
+    # points, in each image's frame, and searches no features.
+    monkeypatch.setattr(targets.patchmatch, "correspondence",
+                        lambda *a, **k: pytest.fail("PatchMatch ran"))
     c = _preset(content=str(PORTRAITS["grace_hopper"]),
                 style=(str(PORTRAITS["woman_with_hat"]),))
     found = inputs.detected_landmarks(c, (48, 41))
-    assert found is not None
     s = inputs.face_search(c)
-    h0, w0 = s["content"].image_hw
-    np.testing.assert_allclose(
-        found[0], landmarks.to_frame(s["content"].face.points_xy[:, ::-1],
-                                     (h0, w0), (48, 41)))
+    for got, role in zip(found, ("content", "style")):
+        np.testing.assert_allclose(got, landmarks.to_frame(
+            s[role].face.points_xy[:, ::-1], s[role].image_hw, (48, 41)))
+    wd = tmp_path / "run"
+    runner.execute(c, str(wd), vgg_params=real_params, out=io.StringIO())
+    faces = json.loads((wd / "manifest.json").read_text())["faces"]
+    assert faces["alignment"] == "landmarks"
+    assert faces["style"]["found"] and len(faces["style"]["points_xy"]) == 9
 
 
 def test_landmark_files_win_over_detection(real_params, monkeypatch,

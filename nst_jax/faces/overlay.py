@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from nst_jax import images, landmarks
 from nst_jax.faces.finder import Search
@@ -21,17 +21,22 @@ def draw(rgb: np.ndarray, search: Search) -> np.ndarray:
     im = Image.fromarray(images.to_uint8(rgb))
     d = ImageDraw.Draw(im)
     scale = max(im.size) / 512
-    r = max(2.0, 3 * scale)
+    r, dot = max(3.0, 5 * scale), max(0.8, scale)
+    font = ImageFont.load_default(size=max(11, round(12 * scale)))
+    text = dict(font=font, stroke_width=2, stroke_fill=(0, 0, 0))
     face = search.face
     if face is not None:
         for x, y in face.mesh_xy:
-            d.point((float(x), float(y)), fill=(200, 200, 200))
+            d.ellipse([x - dot, y - dot, x + dot, y + dot],
+                      fill=(235, 235, 235))
         d.rectangle([float(v) for v in face.box], outline=(255, 255, 255))
         for (x, y), name, c in zip(face.points_xy, landmarks.NAMES,
                                    _COLOURS):
+            d.ellipse([x - r, y - r, x + r, y + r], outline=(0, 0, 0),
+                      width=max(3, round(3 * scale)))
             d.ellipse([x - r, y - r, x + r, y + r], outline=c,
-                      width=max(1, int(scale)))
-            d.text((x + r + 1, y - r), name, fill=c)
+                      width=max(1, round(1.5 * scale)))
+            d.text((x + r + 2, y - r), name, fill=c, **text)
     d.text((4, 4), search.describe(), fill=(255, 255, 255) if face
-           is not None else (255, 40, 40))
+           is not None else (255, 60, 60), **text)
     return np.asarray(im)
