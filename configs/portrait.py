@@ -15,10 +15,11 @@ paper, target = F[photo] * G. The painting is aligned to the photo first
   and aligns by features;
 - landmarks: the same morph through the landmark files
   (portrait.content_landmarks / style_landmarks, format in
-  nst_jax/landmarks.py; scripts/landmarks.py writes them from detection);
+  nst_jax/portrait/landmarks.py; scripts/landmarks.py writes them from
+  detection);
 - features: coarse-to-fine PatchMatch over VGG19 features (relu5_1 ..
-  relu2_1, nst_jax/patchmatch.py); where its forward and backward matches
-  disagree the gains fade to 1.
+  relu2_1, nst_jax/portrait/patchmatch.py); where its forward and backward
+  matches disagree the gains fade to 1.
 
     python scripts/run.py --config=configs/portrait.py
     python scripts/run.py --config=configs/portrait.py \

@@ -14,7 +14,7 @@ land in runs/<UTC time>-sweep-sweep_style_weight.
 How the ranges were chosen: a 16-member sweep over the sweep (style weight
 1e-7..1e-4 x TV weight 0, 1e2, 1e3, 1e4; this config otherwise), each
 final image scored against the embedded pair with
-nst_jax.evaluate.score. "style" is the summed Gram distance to Starry
+nst_jax.evals.evaluate.score. "style" is the summed Gram distance to Starry
 Night as a fraction of the photo's own (1 = the photo, lower = closer to
 the painting); "speckle" is the mean squared difference of neighbouring
 pixels (0..255 units; the photo has 1646):

@@ -17,8 +17,9 @@ from typing import Any
 
 import ml_collections
 
-from nst_jax import color, losses, vgg19
 from nst_jax.errors import UserError
+from nst_jax.optimize import color, losses
+from nst_jax.vgg import vgg19
 
 OPTIMIZERS = ("adam", "lbfgs", "sgd")
 SCHEDULES = ("constant", "cosine", "exponential")
@@ -120,10 +121,11 @@ def base() -> ml_collections.ConfigDict:
     c.portrait.align = "features"
     c.portrait.match_layers = ("relu5_1", "relu4_1", "relu3_1", "relu2_1")
     # Long side (px) of the frame PatchMatch searches in, whatever the
-    # output size (see nst_jax/patchmatch.py SEARCH_SIZE for why 256).
+    # output size (see nst_jax/portrait/patchmatch.py SEARCH_SIZE for why 256).
     c.portrait.match_size = 256
     # JSON files of the same face points on the photo and on the painting
-    # (format in nst_jax/landmarks.py; tests/data/landmarks has examples).
+    # (format in nst_jax/portrait/landmarks.py; tests/data/landmarks has
+    # examples).
     c.portrait.content_landmarks = ""
     c.portrait.style_landmarks = ""
     # Face networks for align=auto: "" = MediaPipe's, from the
@@ -151,7 +153,7 @@ def base() -> ml_collections.ConfigDict:
     c.fast.style_size = 256  # Side of the square the style is seen at.
 
     c.log_every = 25  # Steps per compiled chunk; one metrics line each.
-    # JAX persistent compilation cache (nst_jax/compile_cache.py): "auto"
+    # JAX persistent compilation cache (nst_jax/app/compile_cache.py): "auto"
     # = jax_compilation_cache/ beside the cached weights, "" = off, or a
     # directory. NST_JAX_COMPILE_CACHE=0 also turns it off.
     c.compile_cache = "auto"

@@ -7,7 +7,7 @@ onnxruntime's int8 graph when `pip install -e '.[onnx]'` was run, and the
 portrait's PatchMatch search at --match_sizes (256, 512).
 
 Memory mode, each setting in a fresh process (peak host RSS; on GPU peak
-device bytes; ms/step; nst_jax.memory's estimate beside them):
+device bytes; ms/step; nst_jax.drive.memory's estimate beside them):
 
     python scripts/benchmark.py --memory --sizes=512,1024 \
         --optimisers=lbfgs --remats=none,blocks,tiles --steps=2 --chunk=1
@@ -31,8 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 
 from absl import app, flags  # noqa: E402
 
-from nst_jax import benchmark, startup  # noqa: E402
-from nst_jax.fast import speed  # noqa: E402
+from nst_jax.evals import benchmark, fast_speed as speed, startup  # noqa: E402
 
 _SIZES = flags.DEFINE_list("sizes", ["256", "512"], "Image long sides.")
 _OPTS = flags.DEFINE_list("optimisers", ["adam", "lbfgs"], "Optimisers.")

@@ -1,6 +1,6 @@
 """Regenerate the README gallery: python scripts/gallery.py
 
-Runs every preset and feature of nst_jax.gallery.ENTRIES on the embedded
+Runs every preset and feature of nst_jax.evals.gallery.ENTRIES on the embedded
 astronaut and Starry Night (the blend adds --second_style) and writes one
 JPEG under 100 KB each to --out_dir (default docs/gallery). On a 2-core CPU
 the whole gallery took 32 minutes (one run at 256 px).
@@ -22,8 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 
 from absl import app, flags  # noqa: E402
 
-from nst_jax import cli, compile_cache, gallery, runner  # noqa: E402
+from nst_jax.app import cli, compile_cache, runner  # noqa: E402
 from nst_jax.errors import UserError  # noqa: E402
+from nst_jax.evals import gallery  # noqa: E402
 
 _OUT = flags.DEFINE_string("out_dir", os.path.join(gallery.ROOT, "docs",
                                                    "gallery"),

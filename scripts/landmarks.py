@@ -3,11 +3,11 @@
     python scripts/landmarks.py IMAGE [IMAGE...] [--out_dir=DIR]
 
 For each image it writes DIR/STEM.json (a landmark file: the nine named
-points, see nst_jax/landmarks.py; check and correct them, then pass them
-as --config.portrait.content_landmarks / style_landmarks) and
+points, see nst_jax/portrait/landmarks.py; check and correct them, then pass
+them as --config.portrait.content_landmarks / style_landmarks) and
 DIR/STEM_landmarks.png (the points, the mesh and the scores drawn on the
-image). Exit status: 0 faces found on every image, 1 some image shows
-none (its overlay is still written, its JSON is not), 2 bad input.
+image). Exit status: 0 faces found on every image, 1 some image shows none (its
+overlay is still written, its JSON is not), 2 bad input.
 """
 
 import os
@@ -18,9 +18,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 
 from absl import app, flags  # noqa: E402
 
-from nst_jax import atomic, cli, faces, images, landmarks  # noqa: E402
+from nst_jax import faces  # noqa: E402
+from nst_jax.app import cli  # noqa: E402
 from nst_jax.errors import UserError  # noqa: E402
 from nst_jax.faces import overlay, weights  # noqa: E402
+from nst_jax.io import atomic, images  # noqa: E402
+from nst_jax.portrait import landmarks  # noqa: E402
 
 _OUT = flags.DEFINE_string("out_dir", ".", "Folder for the outputs.")
 _WEIGHTS = flags.DEFINE_string(

@@ -5,13 +5,13 @@
         [--out=grid.jpg] [--set=loss.style_weight=4e-3 ...]
 
 For each pair (PHOTO may be "" for the embedded astronaut; the JSON files
-are landmark files, see nst_jax/landmarks.py) it paints the photo twice:
-configs/default.py given the preset's size and coarse-to-fine schedule
+are landmark files, see nst_jax/portrait/landmarks.py) it paints the photo
+twice: configs/default.py given the preset's size and coarse-to-fine schedule
 (its own loss weights otherwise), and configs/portrait.py once per
 --marks: "auto" finds the faces itself (portrait.align=auto), "hand" is
 given the pair's landmark files (--set overrides the preset's fields,
 e.g. to try other weights). Each output is scored with
-nst_jax/evaluate.py: the local style distance (per face cell, Gram MSE at
+nst_jax/evals/evaluate.py: the local style distance (per face cell, Gram MSE at
 relu3_1 and relu4_1 against the painting morphed onto the photo by the
 landmarks; lower is better) and the relu4_2 structure loss to the photo.
 A second yardstick shares nothing with the preset's local style term
@@ -34,11 +34,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 from absl import app, flags  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from nst_jax import config as cfg, driver, evaluate, images  # noqa: E402
-from nst_jax import config_file, inputs, landmarks, plot  # noqa: E402
-from nst_jax import weights  # noqa: E402
+from nst_jax import config as cfg  # noqa: E402
+from nst_jax.app import config_file  # noqa: E402
+from nst_jax.drive import driver, inputs  # noqa: E402
 from nst_jax.errors import UserError  # noqa: E402
-from nst_jax.fast import weights as fast_weights  # noqa: E402
+from nst_jax.evals import evaluate  # noqa: E402
+from nst_jax.io import images, plot  # noqa: E402
+from nst_jax.portrait import landmarks  # noqa: E402
+from nst_jax.weights import (
+    fast as fast_weights,
+    vgg as vgg_weights)  # noqa: E402
 
 _PAIR = flags.DEFINE_multi_string(
     "pair", [], "PHOTO,PAINTING,PHOTO_LANDMARKS,PAINTING_LANDMARKS")
@@ -133,7 +138,7 @@ def main(argv):
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    vgg = weights.load_vgg19_params()
+    vgg = vgg_weights.load_vgg19_params()
     fast = fast_weights.load_params()
     rows, tiles, labels = [], [], []
     for pair, configs in zip(pairs, runs):

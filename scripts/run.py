@@ -8,7 +8,7 @@ Flags:
 The last line on stdout is the path of final.png. Exit status: 0 done,
 2 bad input, 3 loss diverged, 130 interrupted. JAX's and XLA's log goes
 to log.txt in the run directory. Compiled programs are cached across runs
-(--config.compile_cache, see nst_jax/compile_cache.py). Continue an
+(--config.compile_cache, see nst_jax/app/compile_cache.py). Continue an
 interrupted run (made with --config.checkpoint_every=N) with
 --config=configs/replay.py:RUN_DIR --config.resume=RUN_DIR.
 """
@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from nst_jax import cli, compile_cache, runner  # noqa: E402
+from nst_jax.app import cli, compile_cache, runner  # noqa: E402
 
 config_flags.DEFINE_config_file(
     "config", "configs/default.py", "Run config file.", lock_config=True)

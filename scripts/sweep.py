@@ -6,7 +6,7 @@ Flags:
   --workdir      sweep directory (default runs/<UTC time>-sweep-<name>); an
                  existing non-empty one is refused.
   --distributed  call jax.distributed.initialize() first: one process per
-                 host, same command on every host (see nst_jax/sweep.py);
+                 host, same command on every host (see nst_jax/app/sweep.py);
                  --coordinator, --num_processes and --process_id where JAX
                  cannot find them itself.
 The last line on stdout is the sweep directory. Exit status: 0 done (a
@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from nst_jax import cli, compile_cache, sweep  # noqa: E402
+from nst_jax.app import cli, compile_cache, sweep  # noqa: E402
 from nst_jax.errors import UserError  # noqa: E402
 
 config_flags.DEFINE_config_file(

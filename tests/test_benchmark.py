@@ -9,7 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import benchmark, losses, targets, vgg19
+from nst_jax.drive import targets
+from nst_jax.evals import benchmark
+from nst_jax.optimize import losses
+from nst_jax.vgg import vgg19
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -112,7 +115,7 @@ def test_bfloat16_steps_are_compared_with_bfloat16_convolutions(monkeypatch):
 
 
 def test_startup_times_a_launch_to_its_first_step(tmp_path):
-    from nst_jax import startup
+    from nst_jax.evals import startup
     row = startup.launch(32, str(tmp_path / "cache"), str(tmp_path / "run"),
                          config_file="configs/tiny.py")
     assert 0 < row["first_step_s"] < row["wall_s"]
@@ -124,7 +127,7 @@ def test_startup_times_a_launch_to_its_first_step(tmp_path):
 
 
 def test_startup_puts_pastiche_beside_each_warm_launch(tmp_path, monkeypatch):
-    from nst_jax import startup
+    from nst_jax.evals import startup
     fake = tmp_path / "pastiche"  # Prints as pastiche 1.6.0 does.
     fake.write_text(f"#!{sys.executable}\nimport time\n"
                     "print('size: 64x64\\nstep elapsed loss', flush=True)\n"

@@ -1,10 +1,11 @@
-"""Tests for nst_jax.color: YIQ conversions and colour preservation."""
+"""Tests for nst_jax.optimize.color: YIQ conversions and colour
+preservation."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax import color
+from nst_jax.optimize import color
 
 
 def _gaussian_image(rng, shape, mean, cov):

@@ -8,7 +8,9 @@ import re
 import subprocess
 import sys
 
-from nst_jax import compile_cache, rundir, vgg19, weights
+from nst_jax.app import compile_cache, rundir
+from nst_jax.vgg import vgg19
+from nst_jax.weights import vgg as vgg_weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # An absl log line on the console: "I1126 02:51:20.104317 1404 file.py:8]".
@@ -93,7 +95,7 @@ def _run(tmp_path, name, cache, npz):
 def test_a_second_run_compiles_nothing_and_the_console_stays_quiet(
         tmp_path):
     npz = tmp_path / "vgg19_random.npz"
-    weights.save_npz(vgg19.random_params(0), str(npz))
+    vgg_weights.save_npz(vgg19.random_params(0), str(npz))
     cache = tmp_path / "cache"
     first, log1, final1 = _run(tmp_path, "first", cache, npz)
     entries = sorted(os.listdir(cache))
@@ -114,7 +116,7 @@ def test_a_second_run_compiles_nothing_and_the_console_stays_quiet(
 
 def test_an_empty_variable_turns_it_off_for_the_scripts(tmp_path):
     npz = tmp_path / "vgg19_random.npz"
-    weights.save_npz(vgg19.random_params(0), str(npz))
+    vgg_weights.save_npz(vgg19.random_params(0), str(npz))
     env = dict(os.environ, JAX_PLATFORMS="cpu",
                NST_JAX_CACHE=str(tmp_path / "user_cache"))
     env[compile_cache.ENV] = ""

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from nst_jax import config as cfg, config_file
+from nst_jax import config as cfg
+from nst_jax.app import config_file
 from nst_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 
 from nst_jax import config as cfg
-from nst_jax import color, driver, images, inputs, losses, vgg19
+from nst_jax.drive import driver, inputs
+from nst_jax.io import images
+from nst_jax.optimize import color, losses
+from nst_jax.vgg import vgg19
 from tests.helpers import small_config
 
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_jax import vgg19, weights
+from nst_jax.vgg import vgg19
+from nst_jax.weights import vgg as vgg_weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "sweep.py")
@@ -99,7 +100,7 @@ def sweep_file(tmp_path_factory):
     """The two-group sweep file, with random VGG19 weights beside it."""
     d = tmp_path_factory.mktemp("two_hosts")
     npz = str(d / "vgg19_random.npz")
-    weights.save_npz(vgg19.random_params(0), npz)
+    vgg_weights.save_npz(vgg19.random_params(0), npz)
     path = d / "sweep_two_hosts.py"
     path.write_text(SWEEP_FILE.format(weights=npz))
     return str(path)

@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from nst_jax import config as cfg
-from nst_jax import runner, vgg19
+from nst_jax.app import runner
+from nst_jax.vgg import vgg19
 from tests.test_config import load_preset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,6 +1,7 @@
 import numpy as np
 
-from nst_jax import evaluate, vgg19
+from nst_jax.evals import evaluate
+from nst_jax.vgg import vgg19
 
 
 def test_score_is_zero_for_identical_and_grows_with_difference():

@@ -14,11 +14,14 @@ import zipfile
 import numpy as np
 import pytest
 
-from nst_jax import images, inputs, landmarks, runner, targets
 from nst_jax import config as cfg
-from nst_jax.config_file import get_config
+from nst_jax.app import runner
+from nst_jax.app.config_file import get_config
+from nst_jax.drive import inputs, targets
 from nst_jax.errors import WeightsError
 from nst_jax.faces import detect, finder, mesh, points, weights
+from nst_jax.io import images
+from nst_jax.portrait import landmarks
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "images"

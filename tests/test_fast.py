@@ -8,11 +8,15 @@ import os
 import numpy as np
 import pytest
 
-from nst_jax import color, config as cfg, driver, images, runner, sweep
-from nst_jax import vgg19
+from nst_jax import config as cfg
+from nst_jax.app import runner, sweep
+from nst_jax.drive import driver
 from nst_jax.errors import UserError
 from nst_jax.fast import transfer
-from nst_jax.fast import weights as fast_weights
+from nst_jax.io import images
+from nst_jax.optimize import color
+from nst_jax.vgg import vgg19
+from nst_jax.weights import fast as fast_weights
 from tests.test_config import load_preset
 
 

@@ -13,9 +13,8 @@ from flax import traverse_util
 
 from nst_jax.errors import WeightsError
 from nst_jax.fast import model
-from nst_jax.fast import params as params_lib
-from nst_jax.fast import weights as fast_weights
-from nst_jax.fast.onnx import Graph, Node
+from nst_jax.weights import fast as fast_weights, fast_params as params_lib
+from nst_jax.weights.onnx import Graph, Node
 
 # Made by tests/data/make_fast_fixture.py (see its docstring for the keys).
 DATA = os.path.join(os.path.dirname(__file__), "data", "fast_parity.npz")

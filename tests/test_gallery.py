@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_jax import config_file, gallery, images, vgg19
+from nst_jax.app import config_file
 from nst_jax.errors import UserError
+from nst_jax.evals import gallery
+from nst_jax.io import images
+from nst_jax.vgg import vgg19
 
 
 def test_every_entry_runs_at_a_tiny_size(tmp_path):

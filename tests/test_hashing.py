@@ -6,8 +6,9 @@ import os
 import numpy as np
 import pytest
 
-from nst_jax import hashing, vgg19
 from nst_jax.errors import UserError
+from nst_jax.io import hashing
+from nst_jax.vgg import vgg19
 
 
 def test_sha256_file(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests for nst_jax.images: every edge case is built here with Pillow."""
+"""Tests for nst_jax.io.images: every edge case is built here with Pillow."""
 
 
 import os
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from nst_jax import images
 from nst_jax.errors import UserError
+from nst_jax.io import images
 
 RED = (255, 0, 0)
 

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_jax import alignment, evaluate, landmarks, tps, vgg19
 from nst_jax.errors import UserError
+from nst_jax.evals import evaluate
+from nst_jax.portrait import alignment, landmarks, tps
+from nst_jax.vgg import vgg19
 
 DATA = pathlib.Path(__file__).parent / "data" / "landmarks"
 ROOT = pathlib.Path(__file__).parents[1]

@@ -10,7 +10,9 @@ import optax
 import pytest
 
 from nst_jax import config as cfg
-from nst_jax import losses, loop, optim, sharding, targets, vgg19
+from nst_jax.drive import sharding, targets
+from nst_jax.optimize import loop, losses, optim
+from nst_jax.vgg import vgg19
 
 
 @pytest.fixture(scope="module")

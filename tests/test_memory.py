@@ -13,8 +13,11 @@ import pytest
 from PIL import Image
 
 from nst_jax import config as cfg
-from nst_jax import losses, memory, sweep, vgg19
+from nst_jax.app import sweep
+from nst_jax.drive import memory
 from nst_jax.errors import UserError
+from nst_jax.optimize import losses
+from nst_jax.vgg import vgg19
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -99,7 +102,7 @@ def test_a_run_that_cannot_fit_is_refused_in_one_line(monkeypatch, caplog):
     assert memory.check(_config(size=64)).total < 2 * 2 ** 30
     assert memory.check(_config(method="fast", size=4096)) is None
     monkeypatch.setenv(memory.ENV, "warn")
-    with caplog.at_level(logging.WARNING, logger="nst_jax.memory"):
+    with caplog.at_level(logging.WARNING, logger="nst_jax.drive.memory"):
         assert memory.check(big) is not None
     assert "GiB is available" in caplog.text
     monkeypatch.setenv(memory.ENV, "off")

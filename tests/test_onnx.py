@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nst_jax.errors import WeightsError
-from nst_jax.fast import onnx
+from nst_jax.weights import onnx
 
 
 def _varint(v: int) -> bytes:

@@ -1,4 +1,5 @@
-"""nst_jax.optim: the evaluation count the benchmark and metrics report."""
+"""nst_jax.optimize.optim: the evaluation count the benchmark and metrics
+report."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from nst_jax import optim
+from nst_jax.optimize import optim
 
 
 @pytest.mark.parametrize("name", ["lbfgs", "adam"])

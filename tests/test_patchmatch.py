@@ -6,7 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from nst_jax import alignment, patchmatch, vgg19
+from nst_jax.portrait import alignment, patchmatch
+from nst_jax.vgg import vgg19
 
 _LAYERS = ("relu4_1", "relu3_1", "relu2_1")
 

@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 
 from nst_jax import config as cfg
-from nst_jax import plot, runner, vgg19
+from nst_jax.app import runner
+from nst_jax.io import plot
+from nst_jax.vgg import vgg19
 from tests.test_config import load_preset
 
 LAYERS = ("relu1_1", "relu2_1", "relu3_1")

@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 
 from nst_jax import config as cfg
-from nst_jax import alignment, driver, images, inputs, patchmatch
-from nst_jax import portrait, runner, vgg19
+from nst_jax.app import runner
+from nst_jax.drive import driver, inputs
+from nst_jax.io import images
+from nst_jax.portrait import alignment, gains as gain_maps, patchmatch
+from nst_jax.vgg import vgg19
 from tests.test_config import load_preset
 
 LANDMARKS = os.path.join(os.path.dirname(__file__), "data", "landmarks")
@@ -53,16 +56,16 @@ def _grid(h, w):
 def test_gain_formula_and_clamps():
     content = np.array([1.0, 1.0, 2.0, 10.0, 1.0, 0.0]).reshape(1, 1, 6, 1)
     style = np.array([0.5, 8.0, 4.0, 20.0, 0.7, 0.0]).reshape(1, 1, 6, 1)
-    gain = np.asarray(portrait.gain_map(content, style, eps=1e-4))
+    gain = np.asarray(gain_maps.gain_map(content, style, eps=1e-4))
     ratio = style / (content + 1e-4)
     # 0.5 and 8 clamp; 0.7 / 1.0001 is just under g_min and clamps too;
     # 0 / (0 + eps) = 0 clamps to g_min.
     expected = [0.7, 5.0, ratio[0, 0, 2, 0], ratio[0, 0, 3, 0], 0.7, 0.7]
     np.testing.assert_allclose(gain.ravel(), expected, rtol=1e-6)
     np.testing.assert_allclose(gain[0, 0, 2:4, 0], 2.0, rtol=1e-4)
-    jitted = jax.jit(portrait.gain_map)(content, style)
+    jitted = jax.jit(gain_maps.gain_map)(content, style)
     np.testing.assert_allclose(np.asarray(jitted), gain, rtol=1e-6)
-    wide = portrait.gain_map(content, style, g_min=0.1, g_max=100.0)
+    wide = gain_maps.gain_map(content, style, g_min=0.1, g_max=100.0)
     np.testing.assert_allclose(np.asarray(wide).ravel()[:2], [0.5, 8.0],
                                rtol=1e-3)
 
@@ -72,11 +75,11 @@ def test_self_style_gain_is_identity(features_fn):
     feats = features_fn(_smooth_image(64, seed=1), layers)
     for layer in layers:
         c = np.asarray(feats[layer])
-        gain = np.asarray(portrait.gain_map(c, c))
+        gain = np.asarray(gain_maps.gain_map(c, c))
         strong = c > 0.1
         assert strong.mean() > 0.1, layer
         np.testing.assert_allclose(gain[strong], 1.0, atol=1e-3)
-    targets = portrait.gain_targets(feats, feats, layers)
+    targets = gain_maps.gain_targets(feats, feats, layers)
     assert set(targets) == set(layers)
     for layer in layers:
         # target = c * c / (c + eps) differs from c by c * eps / (c + eps),
@@ -91,9 +94,9 @@ def test_self_style_gain_is_identity(features_fn):
 def test_gain_targets_validation():
     a = {"relu4_1": jnp.ones((1, 4, 4, 8))}
     with pytest.raises(ValueError, match="relu3_1.*missing.*content"):
-        portrait.gain_targets(a, a, ["relu3_1"])
+        gain_maps.gain_targets(a, a, ["relu3_1"])
     with pytest.raises(ValueError, match="relu4_1.*differ"):
-        portrait.gain_targets(a, {"relu4_1": jnp.ones((1, 4, 5, 8))},
+        gain_maps.gain_targets(a, {"relu4_1": jnp.ones((1, 4, 5, 8))},
                               ["relu4_1"])
 
 

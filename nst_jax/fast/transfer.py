@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from nst_jax import images
 from nst_jax.fast import model
+from nst_jax.io import images
 
 
 def square(rgb: np.ndarray, size: int) -> np.ndarray:

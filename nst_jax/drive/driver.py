@@ -1,0 +1,328 @@
+"""The one scale loop: runs a group of members, coarse to fine.
+
+A group is a list of configs that differ only in traced fields
+(:data:`nst_jax.optimize.loop.TRACED_KEYS`); a single run is a group of one on
+one device. Per scale: prepare the inputs, compute the targets once, start each
+member from its init image (first scale), from its own previous output
+upsampled (later scales) or from a checkpoint, then run chunks of ``log_every``
+steps, checking every member's loss for NaN/inf after each. The driver writes
+no files: a callback sees every chunk (run directories, progress, checkpoints),
+and the result carries images and metrics.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import json
+import math
+import os
+import time
+from typing import Callable, Optional
+
+import jax
+import ml_collections
+import numpy as np
+from flax import traverse_util
+from jax.sharding import Mesh
+
+from nst_jax import config as cfg
+from nst_jax.drive import (
+    fast_group,
+    inputs,
+    memory,
+    sharding,
+    targets as targets_lib)
+from nst_jax.drive.report import Checkpoint, ChunkInfo, GroupResult
+from nst_jax.fast import transfer
+from nst_jax.io import images
+from nst_jax.optimize import loop
+from nst_jax.weights import fast as fast_weights, vgg as vgg_weights
+
+
+def group_key(config: ml_collections.ConfigDict,
+              with_content: bool = False) -> str:
+    """The config without its traced fields: equal keys, one program.
+
+    Different photos share a group too, unless ``with_content``: the fast
+    method batches photos of any size; the optimisation batches photos
+    that load to the same size at every scale (their targets then carry
+    the member axis).
+    """
+    flat = traverse_util.flatten_dict(cfg.to_dict(config), sep=".")
+    skip = set(loop.TRACED_KEYS)
+    if not with_content:
+        skip.add("content")
+        if config.method != "fast":
+            path = inputs.content_path(config)
+            flat["content_hw"] = ([images.working_hw(path, s)
+                                   for s, _ in cfg.scales(config)]
+                                  if os.path.isfile(path) else path)
+    return json.dumps({k: v for k, v in flat.items() if k not in skip},
+                      sort_keys=True)
+
+
+def group(configs: list) -> list[list[int]]:
+    """Member indices per group, groups in order of first appearance."""
+    groups: dict[str, list[int]] = {}
+    for i, c in enumerate(configs):
+        groups.setdefault(group_key(c), []).append(i)
+    return list(groups.values())
+
+
+_EXECUTABLES: collections.OrderedDict = collections.OrderedDict()
+
+
+def _compiled(fn, *args) -> tuple[Callable, float]:
+    """``fn`` compiled for these arguments (cached) and the seconds spent."""
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    key = (fn, tree, tuple((x.shape, x.dtype, x.sharding) for x in leaves))
+    if key in _EXECUTABLES:
+        _EXECUTABLES.move_to_end(key)
+        return _EXECUTABLES[key], 0.0
+    t = time.perf_counter()
+    exe = fn.lower(*args).compile()
+    _EXECUTABLES[key] = exe
+    while len(_EXECUTABLES) > 64:
+        _EXECUTABLES.popitem(last=False)
+    return exe, time.perf_counter() - t
+
+
+def _stack(items: list, size: int):
+    """Stacks pytrees on a new axis 0, padded by repeating the last one."""
+    items = list(items) + [items[-1]] * (size - len(items))
+    return jax.tree_util.tree_map(
+        lambda *xs: np.stack([np.asarray(x) for x in xs]), *items)
+
+
+def _rgb(image_vgg: np.ndarray) -> np.ndarray:
+    """(1, H, W, 3) VGG space -> (H, W, 3) RGB float32."""
+    return np.asarray(images.from_vgg(image_vgg[0]), np.float32)
+
+
+def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
+              callback: Optional[Callable[[ChunkInfo], None]] = None,
+              resume: Optional[list[Checkpoint]] = None,
+              fast_params=None) -> GroupResult:
+    """Runs members that differ only in traced fields as one program.
+
+    method=fast members are painted in one pass (``nst_jax.drive.fast_group``)
+    and need only ``fast_params``.
+
+    Args:
+      configs: validated member configs with equal :func:`group_key`.
+      vgg_params: VGG19 params (replicated over the mesh).
+      mesh: devices to split the members over; default all devices, or
+        this process's first device for a group of one.
+      callback: called after every chunk, on every process.
+      resume: one :class:`nst_jax.app.Checkpoint` per member, all at
+        the same scale and step, to continue from instead of starting
+        afresh.
+      fast_params: the fast-stylization network's params, for init=fast.
+    """
+    c0, n = configs[0], len(configs)
+    if len({group_key(c) for c in configs}) != 1:
+        raise ValueError("run_group needs configs that differ only in "
+                         f"traced fields {loop.TRACED_KEYS}")
+    if c0.method == "fast":
+        return fast_group.run_group(configs, fast_params, callback)
+    if resume is not None and len({r.scale for r in resume}) != 1:
+        raise ValueError("resumed members must be at the same scale")
+    mesh = mesh or (sharding.single_device_mesh() if n == 1
+                    else sharding.make_mesh())
+    size_b = -(-n // mesh.size) * mesh.size
+    params = sharding.put(vgg_params, mesh, batched=False)
+    plan = cfg.scales(c0)
+    total = sum(s for _, s in plan)
+    first = resume[0].scale if resume else 0
+    metrics = [list(r.metrics) for r in resume] if resume else [
+        [] for _ in range(n)]
+    errors = [r.error for r in resume] if resume else [""] * n
+    last = [r.last_good for r in resume] if resume else [None] * n
+    raw: list = [None] * n
+    done = sum(s for _, s in plan[:first])
+    compile_s = callback_s = 0.0
+    t_start = time.perf_counter()
+    # Members painting different photos (a folder) have one input set
+    # each and targets with a member axis; otherwise one set is shared.
+    photos = configs if per_photo(configs) else [c0]
+    # The last scale's inputs, prepared once: the portrait's searched
+    # alignment is made there (once per run and photo) and that scale
+    # reuses them.
+    final_inps = [inputs.prepare(c, plan[-1][0]) for c in photos]
+    last_spec = loop.static_from_config(c0, plan[-1][1]).spec
+    aligns = [targets_lib.portrait_alignment(c, vgg_params, inp, last_spec)
+              for c, inp in zip(photos, final_inps)]
+    for si, (size, steps) in enumerate(plan):
+        if si < first or all(errors):
+            continue
+        inps = (final_inps if si == len(plan) - 1
+                else [inputs.prepare(c, size) for c in photos])
+        member_inp = [inps[i if len(inps) > 1 else 0] for i in range(n)]
+        h, w = inps[0].content_rgb.shape[:2]
+        static = loop.static_from_config(c0, steps)._replace(
+            batched_targets=len(photos) > 1)
+        hps = [loop.hparams_from_config(c, len(inps[0].style_rgbs))
+               for c in configs]
+        tgts = [targets_lib.compute(
+            vgg_params, static.spec, inp.content_rgb, inp.style_rgbs,
+            inp.masks, *targets_lib.portrait_targets(c, vgg_params, inp,
+                                                     static.spec, align))
+            for c, inp, align in zip(photos, inps, aligns)]
+        tgt = (sharding.put(_stack(tgts, size_b), mesh, batched=True)
+               if static.batched_targets else
+               sharding.put(tgts[0], mesh, batched=False))
+        hp_b = sharding.put(_stack(hps, size_b), mesh, batched=True)
+        memory.release_freed()
+        length = min(c0.log_every, steps)
+        progs = loop.programs(static, length, mesh)
+        n_active = sharding.put(np.int32(length), mesh, batched=False)
+        if resume is not None and si == first:  # The checkpoints' state.
+            image0 = np.zeros((size_b, 1, h, w, 3), np.float32)
+            shapes = jax.eval_shape(progs.init, image0, hp_b, params, tgt)
+            # Checkpoints from before the optimiser state dropped the
+            # image's batch axis of 1 hold the same values in that shape.
+            leaves = [np.reshape(a, t.shape) if a.size == math.prod(t.shape)
+                      else a for a, t in zip(
+                          _stack([r.leaves for r in resume], size_b),
+                          jax.tree_util.tree_leaves(shapes))]
+            state = sharding.put(jax.tree_util.tree_unflatten(
+                jax.tree_util.tree_structure(shapes), leaves),
+                mesh, batched=True)
+            chunk, dt = _compiled(progs.chunk, state, params, tgt, hp_b,
+                                  n_active)
+            compile_s += dt
+        else:
+            # Traced and compiled (or looked up) from shapes while the
+            # targets compute, before the init images: the device works
+            # as Python traces.
+            init, dt = _compiled(progs.init, sharding.abstract(
+                (size_b, 1, h, w, 3), np.float32, mesh, batched=True),
+                hp_b, params, tgt)
+            chunk, dt2 = _compiled(progs.chunk, init.out_info, params, tgt,
+                                   hp_b, n_active)
+            compile_s += dt + dt2
+            if raw[0] is None:  # First scale: each member's init image.
+                image0 = _init_images(configs, member_inp, hps, fast_params)
+            else:  # Coarse to fine: the raw optimised image, upsampled.
+                image0 = [images.to_vgg(images.resize(r, (h, w)))[None]
+                          for r in raw]
+            state = init(sharding.put(_stack(image0, size_b), mesh,
+                                      batched=True), hp_b, params, tgt)
+        start = sharding.gather(progs.image(state, hp_b))[:n]
+        for i in range(n):
+            if not errors[i]:
+                raw[i] = _rgb(start[i])
+                last[i] = targets_lib.output_rgb(configs[i], member_inp[i],
+                                                 raw[i])
+        k = int(sharding.gather(state.step)[0])
+        # What the targets, the init program and compiling freed goes back
+        # to the system before the steps' peak (1024 px: -14% peak RSS).
+        memory.release_freed()
+        while k < steps and not all(errors):
+            m = min(length, steps - k)
+            state, losses_bt, aux_b, image_b = chunk(
+                state, params, tgt, hp_b,
+                sharding.put(np.int32(m), mesh, batched=False))
+            losses_bt = sharding.gather(losses_bt)[:n, :m]
+            aux_b = {key: sharding.gather(v)[:n] for key, v in aux_b.items()}
+            image_b = sharding.gather(image_b)[:n]
+            records = []
+            for i in range(n):
+                rec = {key: float(v[i]) for key, v in aux_b.items()}
+                if not errors[i] and not (np.all(np.isfinite(losses_bt[i]))
+                                          and np.isfinite(rec["loss"])):
+                    errors[i] = (
+                        f"loss became NaN/inf between steps {done + k} and "
+                        f"{done + k + m} (scale {si}, size {size}); lower "
+                        "the learning rate or the loss weights")
+                if errors[i]:
+                    records.append(None)
+                    continue
+                # loss_start: the loss before this chunk's first step (at
+                # step 0 of a run, the starting image's loss).
+                rec.update(step=done + k + m, scale=si, size=size,
+                           loss_start=float(losses_bt[i, 0]),
+                           loss_min=float(losses_bt[i].min()))
+                metrics[i].append(rec)
+                records.append(rec)
+                raw[i] = _rgb(image_b[i])
+                last[i] = targets_lib.output_rgb(configs[i], member_inp[i],
+                                                 raw[i])
+            k += m
+            if callback is not None:
+                t = time.perf_counter()
+                leaves = functools.cache(
+                    functools.partial(_member_leaves, state, n))
+                callback(ChunkInfo(si, k, steps, done + k, total, records,
+                                   list(last), list(raw), list(errors),
+                                   leaves))
+                callback_s += time.perf_counter() - t
+        done += steps
+    run_s = time.perf_counter() - t_start - compile_s - callback_s
+    status = ["diverged" if e else "done" for e in errors]
+    return GroupResult(last, metrics, status, errors, compile_s, run_s)
+
+
+def _init_images(configs: list, inps: list, hps: list,
+                 fast_params) -> list:
+    """Each member's starting image in VGG space, (1, H, W, 3).
+
+    ``inps``: each member's :class:`nst_jax.drive.inputs.ScaleInputs`.
+    init=fast starts from the fast network's painting of the photo, with each
+    member's own style blend and strength (one batched call).
+    """
+    c0 = configs[0]
+    if c0.init != "fast":
+        return [targets_lib.init_image(c0.init, hp["seed"], inp.content_rgb,
+                                       inp.init_rgb)
+                for hp, inp in zip(hps, inps)]
+    embs = {}
+    for inp in inps:  # One style and photo embedding per distinct photo.
+        if id(inp) not in embs:
+            embs[id(inp)] = transfer.embeddings(
+                fast_params, inp.style_rgbs + [inp.content_rgb],
+                c0.fast.style_size)
+    painted = transfer.paint(
+        fast_params, np.stack([inp.content_rgb for inp in inps]),
+        np.stack([transfer.member_embedding(embs[id(inp)], c)
+                  for c, inp in zip(configs, inps)]))
+    return [images.to_vgg(p)[None] for p in painted]
+
+
+def per_photo(configs: list) -> bool:
+    """Whether a group's members paint different photos."""
+    return len({inputs.content_path(c) for c in configs}) > 1
+
+
+def _member_leaves(state, n: int) -> list:
+    """[member][leaf] host arrays of a batched state."""
+    leaves = [sharding.gather(x) for x in jax.tree_util.tree_leaves(state)]
+    return [[leaf[i] for leaf in leaves] for i in range(n)]
+
+
+def stylize(config: ml_collections.ConfigDict, vgg_params=None,
+            fast_params=None) -> tuple[np.ndarray, list[dict]]:
+    """One run in memory (no files): the final RGB image and its metrics.
+
+    Args:
+      config: a config built on ``nst_jax.config.base()``.
+      vgg_params: VGG19 params; loaded from ``config.model.weights`` if
+        None and the method optimises.
+      fast_params: the fast network's; loaded from ``config.fast.weights``
+        if None and method=fast or init=fast.
+
+    Raises:
+      UserError: a bad config or input.
+      FloatingPointError: the loss went NaN/inf (the message says when).
+    """
+    cfg.validate(config)
+    if vgg_params is None and config.method == "gatys":
+        vgg_params = vgg_weights.load_vgg19_params(
+            config.model.weights or None)
+    if fast_params is None and "fast" in (config.method, config.init):
+        fast_params = fast_weights.load_params(config.fast.weights or None)
+    res = run_group([config], vgg_params, fast_params=fast_params)
+    if res.errors[0]:
+        raise FloatingPointError(res.errors[0])
+    return res.images[0], res.metrics[0]
