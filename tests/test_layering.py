@@ -19,6 +19,7 @@ LAYERS = (
     ("drive",),
     ("app",),
     ("evals",),
+    ("api",),
 )
 LEVEL = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
 
