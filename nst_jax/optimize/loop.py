@@ -117,16 +117,13 @@ def _loss_fn(static: Static, vgg_params, targets, hp):
         # L-BFGS optimises an unconstrained image and the loss sees it
         # clipped: the line search works on one consistent function, and
         # the loss it minimises is the loss of the image that is saved.
-        # Pixels pushed past 0/255 get no gradient and stay there (14-20%
-        # of channel values end at 0 or 255 on the presets), yet this rule
-        # gave the lowest final loss of the saved image on all three
-        # presets (256 px, real weights, H200): default 9.75e5, seed_paper
-        # 5.55e5, portrait 1.80e6. Clipping only at the end (Gatys,
-        # jcjohnson/neural-style) saturates 3-5% but the optimiser leans on
-        # out-of-range values that the final clip then removes: 4.61e6,
-        # 9.52e5, 3.38e6, and visibly fainter style. A sigmoid
-        # reparametrisation (x = lo + (hi - lo) * sigmoid(z)) saturates
-        # ~10% and ends 8-17% higher: 1.14e6, 6.14e5, 1.97e6.
+        # Pixels pushed past 0/255 get no gradient and stay there, yet this
+        # rule gave the lowest final loss of the saved image on all three
+        # presets, against clipping only at the end (Gatys,
+        # jcjohnson/neural-style: the optimiser leans on out-of-range
+        # values the final clip removes, and the style comes out fainter)
+        # and a sigmoid reparametrisation. Figures: see
+        # docs/performance.md, "How L-BFGS sees pixels outside 0..255".
         if optim.needs_value_fn(static.optim_name):
             image = clip_vgg(image)
         return losses.total_loss(image, vgg_params, targets, hp, static.spec)
@@ -173,8 +170,8 @@ def step(static: Static, state: State, vgg_params, targets, hp
     loss_fn = _loss_fn(static, vgg_params, targets, hp)
     # The optimiser sees the image without its batch axis of 1: with it,
     # XLA:CPU copied L-BFGS's whole (memory, 1, H, W, 3) history twice per
-    # step (a layout change of the size-1 axis inside the loop), 240 MiB
-    # more at 1024 px.
+    # step (a layout change of the size-1 axis inside the loop). Figures:
+    # see docs/performance.md, Memory.
     x = state.image[0]
     if optim.needs_value_fn(static.optim_name):
         # The line search (or init_state) already evaluated value and grad
@@ -265,8 +262,8 @@ def over_members(static: Static, fn: Callable,
     ``lax.cond`` on per-member values, and under ``vmap`` each such cond
     becomes a select that runs both branches and broadcasts every operand
     across the batch, the VGG weights included, turning every convolution
-    into a grouped one (64 px: 354 ms per step for 2 members against 46 ms
-    for one).
+    into a grouped one (timings: see docs/performance.md, "L-BFGS sweep
+    members").
     """
     def call(*args):
         batched = [a for a, ax in zip(args, in_axes) if ax == 0]
