@@ -332,3 +332,33 @@ def test_mask_transparent_counts_as_black(tmp_path):
     Image.new("RGBA", (4, 4), (255, 255, 255, 0)).save(tmp_path / "t.png")
     np.testing.assert_allclose(images.load_mask(tmp_path / "t.png", (4, 4)),
                                0.0)
+
+
+def test_a_run_decodes_each_input_once(real_params, tmp_path, monkeypatch):
+    # The portrait preset reads the photo at two scales, in its checks,
+    # for the face search and for the alignment: one decode per file.
+    from nst_jax.app import runner
+    from nst_jax.app.config_file import get_config
+    from nst_jax import config as cfg
+    import collections
+    import io as stdio
+    import pathlib
+    calls = collections.Counter()
+    real = images._read
+
+    def counted(path, *args, **kwargs):
+        calls[os.path.abspath(os.fspath(path))] += 1
+        return real(path, *args, **kwargs)
+    monkeypatch.setattr(images, "_read", counted)
+    images.forget_decoded()
+    root = pathlib.Path(__file__).resolve().parent.parent
+    c = cfg.override(get_config(str(root / "configs" / "portrait.py")), {
+        "multiscale.sizes": (32, 48), "multiscale.steps": (2, 2),
+        "size": 48, "log_every": 2, "save_every": 0,
+        "portrait.match_size": 48, "portrait.local_layers": ("relu2_1",)})
+    runner.execute(c, str(tmp_path / "run"), vgg_params=real_params,
+                   out=stdio.StringIO())
+    from nst_jax.drive import inputs
+    content = os.path.abspath(inputs.DEFAULT_CONTENT)
+    assert calls[content] == 1, calls
+    assert calls[os.path.abspath(inputs.DEFAULT_STYLE)] == 1, calls

@@ -8,6 +8,7 @@ and every bad file becomes one ``UserError`` line that names the path.
 
 from __future__ import annotations
 
+import collections
 import os
 import struct
 import warnings
@@ -154,6 +155,42 @@ def _read(path: PathLike, max_pixels: Optional[int], background: float,
             ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
 
+#: Decoded images kept, newest last, and the bytes they may hold: a run
+#: reads its photo at every scale and in several checks, so each file is
+#: decoded once and resized in memory (the resize is the same either way).
+_DECODED: "collections.OrderedDict[tuple, np.ndarray]" = (
+    collections.OrderedDict())
+DECODED_BYTES = 1 << 30
+
+
+def _decoded(path: PathLike, max_pixels: Optional[int], background: float,
+             min_side: Optional[int] = None) -> np.ndarray:
+    """:func:`_read`, once per file version: read-only, shared."""
+    _check_file(os.fspath(path))
+    p = os.path.abspath(os.fspath(path))
+    st = os.stat(p)
+    key = (p, st.st_size, st.st_mtime_ns, max_pixels, background)
+    rgb = _DECODED.get(key)
+    if rgb is not None and min_side is not None and (
+            min(rgb.shape[:2]) < min_side):
+        rgb = None  # _read says why, as for a first read.
+    if rgb is None:
+        rgb = _read(path, max_pixels, background, min_side)
+        rgb.setflags(write=False)
+        _DECODED[key] = rgb
+        while sum(a.nbytes for a in _DECODED.values()) > DECODED_BYTES and (
+                len(_DECODED) > 1):
+            _DECODED.popitem(last=False)
+    _DECODED.move_to_end(key)
+    return rgb
+
+
+def forget_decoded() -> None:
+    """Drops every decoded image kept by :func:`load` and :func:`load_mask`
+    (they are read again from their files next time)."""
+    _DECODED.clear()
+
+
 def load(path: PathLike, size: Optional[int] = None,
          max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
          min_side: Optional[int] = None) -> np.ndarray:
@@ -181,9 +218,11 @@ def load(path: PathLike, size: Optional[int] = None,
     """
     if size is not None and (int(size) != size or size < 1):
         raise UserError(f"image size must be a positive integer, got {size}")
-    rgb = _read(path, max_pixels, _WHITE, min_side)
+    rgb = _decoded(path, max_pixels, _WHITE, min_side)
     if size is not None:
         rgb = np.clip(resize_long_side(rgb, int(size)), 0.0, 255.0)
+    else:
+        rgb = rgb.copy()
     if min_side is not None and min(rgb.shape[:2]) < min_side:
         h, w = rgb.shape[:2]
         raise _fail(os.fspath(path), f"at long side {size} px it becomes "
@@ -199,7 +238,7 @@ def load_mask(path: PathLike, shape_hw: Sequence[int],
     Transparent pixels count as black (no style there): a mask painted in
     white on a transparent layer then means what it looks like.
     """
-    rgb = _read(path, max_pixels, _BLACK)
+    rgb = _decoded(path, max_pixels, _BLACK)
     # ITU-R 601 luma, the same weights Pillow uses for RGB -> L.
     grey = rgb @ np.asarray([0.299, 0.587, 0.114], np.float32) / 255.0
     out = resize(grey[..., None], tuple(shape_hw), Image.BILINEAR)[..., 0]
