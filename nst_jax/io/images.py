@@ -160,7 +160,7 @@ def _read(path: PathLike, max_pixels: Optional[int], background: float,
 #: decoded once and resized in memory (the resize is the same either way).
 _DECODED: "collections.OrderedDict[tuple, np.ndarray]" = (
     collections.OrderedDict())
-DECODED_BYTES = 1 << 30
+DECODED_BYTES = 1 << 29
 
 
 def _decoded(path: PathLike, max_pixels: Optional[int], background: float,
