@@ -15,7 +15,6 @@ from __future__ import annotations
 import collections
 import functools
 import json
-import math
 import os
 import time
 from typing import Callable, Optional
@@ -33,7 +32,12 @@ from nst_jax.drive import (
     memory,
     sharding,
     targets as targets_lib)
-from nst_jax.drive.report import Checkpoint, ChunkInfo, GroupResult
+from nst_jax.drive.report import (
+    Checkpoint,
+    ChunkInfo,
+    GroupResult,
+    fill_state,
+    flatten_state)
 from nst_jax.fast import transfer
 from nst_jax.io import images
 from nst_jax.optimize import loop
@@ -115,10 +119,15 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
       mesh: devices to split the members over; default all devices, or
         this process's first device for a group of one.
       callback: called after every chunk, on every process.
-      resume: one :class:`nst_jax.app.Checkpoint` per member, all at
-        the same scale and step, to continue from instead of starting
-        afresh.
+      resume: one :class:`nst_jax.drive.report.Checkpoint` per member,
+        all at the same scale and step, to continue from instead of
+        starting afresh.
       fast_params: the fast-stylization network's params, for init=fast.
+
+    Raises:
+      UserError: a ``resume`` checkpoint whose state fields (names, shapes,
+        dtypes) differ from the state this run lays out (one line naming
+        the first such field).
     """
     c0, n = configs[0], len(configs)
     if len({group_key(c) for c in configs}) != 1:
@@ -180,15 +189,13 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
         if resume is not None and si == first:  # The checkpoints' state.
             image0 = np.zeros((size_b, 1, h, w, 3), np.float32)
             shapes = jax.eval_shape(progs.init, image0, hp_b, params, tgt)
-            # Checkpoints from before the optimiser state dropped the
-            # image's batch axis of 1 hold the same values in that shape.
-            leaves = [np.reshape(a, t.shape) if a.size == math.prod(t.shape)
-                      else a for a, t in zip(
-                          _stack([r.leaves for r in resume], size_b),
-                          jax.tree_util.tree_leaves(shapes))]
-            state = sharding.put(jax.tree_util.tree_unflatten(
-                jax.tree_util.tree_structure(shapes), leaves),
-                mesh, batched=True)
+            # One member's state as this run lays it out, filled by tree
+            # path; a checkpoint of another layout is refused by name.
+            member = jax.tree_util.tree_map(
+                lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), shapes)
+            state = sharding.put(_stack(
+                [fill_state(member, r.state, r.source) for r in resume],
+                size_b), mesh, batched=True)
             chunk, dt = _compiled(progs.chunk, state, params, tgt, hp_b,
                                   n_active)
             compile_s += dt
@@ -296,9 +303,10 @@ def per_photo(configs: list) -> bool:
 
 
 def _member_leaves(state, n: int) -> list:
-    """[member][leaf] host arrays of a batched state."""
-    leaves = [sharding.gather(x) for x in jax.tree_util.tree_leaves(state)]
-    return [[leaf[i] for leaf in leaves] for i in range(n)]
+    """[member]{tree path: host array} of a batched state (what a
+    checkpoint stores, :func:`nst_jax.drive.report.flatten_state`)."""
+    flat = {k: sharding.gather(x) for k, x in flatten_state(state).items()}
+    return [{k: leaf[i] for k, leaf in flat.items()} for i in range(n)]
 
 
 def stylize(config: ml_collections.ConfigDict, vgg_params=None,
