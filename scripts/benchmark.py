@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 
 from absl import app, flags  # noqa: E402
 
+from nst_jax.app import cli  # noqa: E402
 from nst_jax.evals import benchmark, fast_speed as speed, startup  # noqa: E402
 
 _SIZES = flags.DEFINE_list("sizes", ["256", "512"], "Image long sides.")
@@ -66,8 +67,7 @@ _REMATS = flags.DEFINE_list("remats", ["none", "blocks", "tiles"],
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
     log = lambda r: print(json.dumps(r), file=sys.stderr, flush=True)
     if _STARTUP.value:
         rows = startup.run([int(s) for s in _SIZES.value], _ROUNDS.value,
@@ -109,4 +109,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -41,8 +41,7 @@ _KEEP = flags.DEFINE_string("keep_runs", None,
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
     cli.quiet_console()
     compile_cache.enable()  # As run.py does; NST_JAX_COMPILE_CACHE=0: off.
     try:
@@ -65,4 +64,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

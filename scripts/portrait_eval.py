@@ -35,7 +35,7 @@ from absl import app, flags  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from nst_jax import config as cfg  # noqa: E402
-from nst_jax.app import config_file  # noqa: E402
+from nst_jax.app import cli, config_file  # noqa: E402
 from nst_jax.drive import driver, inputs  # noqa: E402
 from nst_jax.errors import UserError  # noqa: E402
 from nst_jax.evals import evaluate  # noqa: E402
@@ -123,16 +123,15 @@ def _score(vgg, out, pair, grid):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
     pairs = [p.split(",") for p in _PAIR.value]
     if not pairs or any(len(p) != 4 for p in pairs):
-        raise app.UsageError("give --pair=PHOTO,PAINTING,PHOTO.json,"
-                             "PAINTING.json at least once")
+        cli.fail("give --pair=PHOTO,PAINTING,PHOTO.json,"
+                 "PAINTING.json at least once")
     sets = _overrides(_SET.value)
     marks = _MARKS.value
     if not marks or set(marks) - {"auto", "hand"}:
-        raise app.UsageError("--marks takes auto, hand or auto,hand")
+        cli.fail("--marks takes auto, hand or auto,hand")
     try:
         runs = [_configs(p, sets, marks) for p in pairs]
     except UserError as e:
@@ -197,4 +196,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

@@ -30,8 +30,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory to create.")
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
     cli.quiet_console()
     config = cli.load_config()
     compile_cache.enable(config.compile_cache)  # Before the first jit.

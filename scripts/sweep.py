@@ -43,8 +43,7 @@ _PROCESS_ID = flags.DEFINE_integer(
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli.no_arguments(argv)
     cli.quiet_console()
     if _DISTRIBUTED.value:
         cli.init_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,

@@ -31,6 +31,14 @@ def fail(message: str) -> None:
     sys.exit(EXIT_USER_ERROR)
 
 
+def no_arguments(argv: list[str]) -> None:
+    """Refuses positional arguments (everything goes through flags): one
+    line and exit 2, like a bad flag, instead of absl's usage text."""
+    if len(argv) > 1:
+        fail(f"unexpected arguments {argv[1:]}: this script takes only "
+             "--flags (see --help)")
+
+
 def parse_flags(argv: list[str]) -> list[str]:
     """absl flag parsing for the scripts: a bad flag is one line on stderr
     and exit 2 (pass as ``app.run(main, flags_parser=...)``)."""
