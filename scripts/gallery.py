@@ -22,8 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 
 from absl import app, flags  # noqa: E402
 
-from nst_jax.app import cli, compile_cache, runner  # noqa: E402
-from nst_jax.errors import UserError  # noqa: E402
+from nst_jax.app import cli, compile_cache, exits  # noqa: E402
 from nst_jax.evals import gallery  # noqa: E402
 
 _OUT = flags.DEFINE_string("out_dir", os.path.join(gallery.ROOT, "docs",
@@ -44,23 +43,16 @@ def main(argv):
     cli.no_arguments(argv)
     cli.quiet_console()
     compile_cache.enable()  # As run.py does; NST_JAX_COMPILE_CACHE=0: off.
-    try:
-        done = gallery.build(_OUT.value, size=_SIZE.value, steps=_STEPS.value,
-                             only=_ONLY.value, second_style=_SECOND.value,
-                             keep_runs=_KEEP.value)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return runner.EXIT_USER_ERROR
-    except runner.Diverged as e:
-        print(f"error: {e}; the gallery was not finished", file=sys.stderr)
-        return runner.EXIT_DIVERGED
-    except KeyboardInterrupt:
-        print("interrupted: the JPEGs written so far are kept",
-              file=sys.stderr)
-        return runner.EXIT_INTERRUPTED
-    for name, d in done.items():
-        print(f"{d['path']}\t{d['bytes']} bytes\t{d['wall_s']} s")
-    return 0
+    def report(done):
+        for name, d in done.items():
+            print(f"{d['path']}\t{d['bytes']} bytes\t{d['wall_s']} s")
+    return exits.call(
+        lambda: gallery.build(_OUT.value, size=_SIZE.value,
+                              steps=_STEPS.value, only=_ONLY.value,
+                              second_style=_SECOND.value,
+                              keep_runs=_KEEP.value),
+        done=report, diverged="; the gallery was not finished",
+        interrupted="interrupted: the JPEGs written so far are kept")
 
 
 if __name__ == "__main__":

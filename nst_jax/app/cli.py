@@ -16,7 +16,7 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from nst_jax.app import rundir
-from nst_jax.app.runner import EXIT_USER_ERROR
+from nst_jax.app.exits import EXIT_USER_ERROR
 from nst_jax.errors import UserError
 
 

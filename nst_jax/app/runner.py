@@ -24,7 +24,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from nst_jax import config as cfg
-from nst_jax.app import progress, rundir
+from nst_jax.app import exits, progress, rundir
 from nst_jax.drive import driver, inputs, memory, sharding
 from nst_jax.drive.report import ChunkInfo
 from nst_jax.errors import UserError
@@ -32,9 +32,11 @@ from nst_jax.faces import weights as face_weights
 from nst_jax.io import hashing
 from nst_jax.weights import fast as fast_weights, vgg as vgg_weights
 
-EXIT_USER_ERROR = 2
-EXIT_DIVERGED = 3
-EXIT_INTERRUPTED = 130
+# The exit statuses and the divergence error, where the scripts find them.
+EXIT_USER_ERROR = exits.EXIT_USER_ERROR
+EXIT_DIVERGED = exits.EXIT_DIVERGED
+EXIT_INTERRUPTED = exits.EXIT_INTERRUPTED
+Diverged = exits.Diverged
 
 
 class Member(NamedTuple):
@@ -69,10 +71,6 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, results: list):
         super().__init__("interrupted")
         self.results = results
-
-
-class Diverged(RuntimeError):
-    """A single run's loss went NaN/inf (its last good image is saved)."""
 
 
 def _raise_interrupt(signum, frame):
@@ -358,17 +356,8 @@ def main(config: ml_collections.ConfigDict, workdir: Optional[str] = None,
 
     Prints the final image path as the last stdout line on success.
     """
-    try:
-        path = execute(config, workdir, **kwargs)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except Diverged as e:
-        print(f"error: {e}; last good image saved", file=sys.stderr)
-        return EXIT_DIVERGED
-    except KeyboardInterrupt:
-        print("interrupted: current image and metrics saved; the manifest "
-              "says status 'interrupted'", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    print(path)
-    return 0
+    return exits.call(
+        lambda: execute(config, workdir, **kwargs),
+        diverged="; last good image saved",
+        interrupted="interrupted: current image and metrics saved; the "
+        "manifest says status 'interrupted'")

@@ -54,7 +54,7 @@ from flax import traverse_util
 from jax.sharding import Mesh
 
 from nst_jax import config as cfg
-from nst_jax.app import config_file as config_file_lib, rundir, runner
+from nst_jax.app import config_file as config_file_lib, exits, rundir, runner
 from nst_jax.drive import driver, sharding
 from nst_jax.errors import UserError
 from nst_jax.io import atomic, plot
@@ -283,15 +283,8 @@ def main(config: ml_collections.ConfigDict, sweep_fn: Callable,
     that diverged is a result (status in results.csv), not a failure.
     """
     workdir = workdir or rundir.default_workdir(f"sweep-{config.name}")
-    try:
-        summary = run_sweep(config, sweep_fn, workdir, **kwargs)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return runner.EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("interrupted: finished members and the current images are "
-              "saved; resume with --config.resume=" + workdir,
-              file=sys.stderr)
-        return runner.EXIT_INTERRUPTED
-    print(summary["workdir"])
-    return 0
+    return exits.call(
+        lambda: run_sweep(config, sweep_fn, workdir, **kwargs),
+        done=lambda summary: print(summary["workdir"]),
+        interrupted="interrupted: finished members and the current images "
+        "are saved; resume with --config.resume=" + workdir)
