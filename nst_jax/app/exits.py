@@ -5,7 +5,7 @@ kept)."""
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Optional, TextIO
 
 from nst_jax.errors import UserError
 
@@ -20,7 +20,7 @@ class Diverged(RuntimeError):
 
 def call(work: Callable[[], Any], *, interrupted: str,
          diverged: str = "", done: Callable[[Any], None] = print,
-         err: TextIO = sys.stderr) -> int:
+         err: Optional[TextIO] = None) -> int:
     """Runs ``work`` and turns how it ended into an exit status.
 
     Args:
@@ -28,8 +28,10 @@ def call(work: Callable[[], Any], *, interrupted: str,
       interrupted: the line printed on Ctrl-C / SIGTERM (what was kept).
       diverged: appended to the error line when a run diverged.
       done: called with ``work``'s result on success (prints it).
-      err: where the error and interrupt lines go.
+      err: where the error and interrupt lines go (default: the
+        current sys.stderr).
     """
+    err = err or sys.stderr
     try:
         result = work()
     except UserError as e:
