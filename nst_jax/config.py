@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-from typing import Any
+from typing import Any, Optional
 
 import ml_collections
 
@@ -326,40 +326,57 @@ def validate(c: ml_collections.ConfigDict) -> None:
     for name in ("save_every", "checkpoint_every"):
         if not isinstance(c[name], int) or c[name] < 0:
             raise UserError(f"{name} must be an integer >= 0")
+    _validate_ranges(c)
+    marks = (c.portrait.content_landmarks, c.portrait.style_landmarks)
     if c.portrait.enabled:
-        try:
-            vgg19.check_layers(c.portrait.layers)
-            vgg19.check_layers(c.portrait.match_layers)
-        except ValueError as e:
-            raise UserError(f"portrait layers: {e}") from None
         missing = [l for l in c.portrait.layers
                    if l not in c.loss.content_layers]
         if missing:
             raise UserError(f"portrait.layers {missing} are not content "
                             "layers; add them to loss.content_layers (the "
                             "gain maps modulate content targets)")
-        if not 0 < c.portrait.g_min <= c.portrait.g_max:
-            raise UserError("portrait gain clamp needs 0 < g_min <= g_max")
-        if not 16 <= c.portrait.match_size <= 4096:
-            raise UserError("portrait.match_size must be 16..4096 px, got "
-                            f"{c.portrait.match_size}")
-        marks = (c.portrait.content_landmarks, c.portrait.style_landmarks)
         if any(marks) and not all(marks):
             raise UserError("give both portrait.content_landmarks and "
                             "portrait.style_landmarks, or neither")
-        try:
-            vgg19.check_layers(c.portrait.local_layers)
-        except ValueError as e:
-            raise UserError(f"portrait.local_layers: {e}") from None
-        if not isinstance(c.portrait.local_grid, int) or not (
-                1 <= c.portrait.local_grid <= 16):
-            raise UserError("portrait.local_grid must be an integer 1..16, "
-                            f"got {c.portrait.local_grid!r}")
-        _finite_nonneg("portrait.local_weight", c.portrait.local_weight)
         if c.portrait.align == "landmarks" and not all(marks):
             raise UserError("portrait.align=landmarks needs "
                             "portrait.content_landmarks and "
                             "portrait.style_landmarks (JSON point files)")
+
+
+def _int_in(name: str, value, lo: int, hi: Optional[int] = None) -> None:
+    if (not isinstance(value, int) or isinstance(value, bool) or value < lo
+            or (hi is not None and value > hi)):
+        span = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise UserError(f"{name} must be an integer {span}, got {value!r}")
+
+
+def _validate_ranges(c: ml_collections.ConfigDict) -> None:
+    """Ranges of the fields the chosen mode may not use: a bad value is
+    refused whether or not this run reads it (it would surprise the day
+    the mode changes, and sweeps copy it to every member)."""
+    _int_in("size", c.size, 16)
+    _int_in("max_pixels", c.max_pixels, 1)
+    _int_in("seed", c.seed, 0)
+    _int_in("optim.memory_size", c.optim.memory_size, 1)
+    if not 0 < c.optim.decay_rate <= 1:
+        raise UserError("optim.decay_rate must be in (0, 1], got "
+                        f"{c.optim.decay_rate!r}")
+    P = c.portrait
+    try:
+        vgg19.check_layers(P.layers)
+        vgg19.check_layers(P.match_layers)
+    except ValueError as e:
+        raise UserError(f"portrait layers: {e}") from None
+    try:
+        vgg19.check_layers(P.local_layers)
+    except ValueError as e:
+        raise UserError(f"portrait.local_layers: {e}") from None
+    if not 0 < P.g_min <= P.g_max:
+        raise UserError("portrait gain clamp needs 0 < g_min <= g_max")
+    _int_in("portrait.match_size", P.match_size, 16, 4096)
+    _int_in("portrait.local_grid", P.local_grid, 1, 16)
+    _finite_nonneg("portrait.local_weight", P.local_weight)
 
 
 def scales(c: ml_collections.ConfigDict) -> list[tuple[int, int]]:

@@ -121,3 +121,25 @@ def test_face_weights_matter_only_when_auto_searches():
     assert "portrait.face_weights" in inert and "portrait.match_size" in inert
     c.portrait.align = "features"
     assert "portrait.face_weights" in cfg.inert_fields(c)
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("max_pixels", 0, "max_pixels"),
+    ("size", 8, "size"),
+    ("optim.memory_size", 0, "memory_size"),
+    ("optim.decay_rate", 0.0, "decay_rate"),
+    ("portrait.match_size", 8, "match_size"),
+    ("portrait.local_grid", 0, "local_grid"),
+    ("portrait.g_min", -1.0, "g_min"),
+    ("portrait.layers", ("relu9_9",), "portrait layers"),
+])
+def test_ranges_are_checked_whatever_the_mode(field, value, match):
+    # Adam with the portrait preset off and one scale set: none of these
+    # fields is read by the run, and each is still refused.
+    c = cfg.base()
+    c.optim.name = "adam"
+    c.multiscale.sizes = (64,)
+    section, _, key = field.rpartition(".")
+    (c[section] if section else c)[key] = value
+    with pytest.raises(UserError, match=match):
+        cfg.validate(c)
