@@ -8,6 +8,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from nst_jax.drive import targets
 from nst_jax.evals import benchmark
@@ -24,6 +25,7 @@ def test_flop_count_matches_hand_count():
         3 * 64 + 64 * 64)
 
 
+@pytest.mark.slow
 def test_bench_step_and_table_run_at_tiny_size():
     r = benchmark.bench_step(32, "adam", batch=2, steps=2, chunk=1)
     assert r["ms_per_step"] > 0 and r["achieved_gflops"] > 0
@@ -36,6 +38,7 @@ def test_bench_step_and_table_run_at_tiny_size():
     assert "adam" in table.splitlines()[2]
 
 
+@pytest.mark.slow
 def test_script_writes_json(tmp_path):
     out = tmp_path / "b.json"
     proc = subprocess.run(
@@ -54,6 +57,7 @@ def test_script_writes_json(tmp_path):
     assert match[0]["size"] == 32 and match[0]["first_s"] >= match[0]["s"]
 
 
+@pytest.mark.slow
 def test_memory_mode_measures_each_setting_in_a_fresh_process(tmp_path):
     out = tmp_path / "m.json"
     proc = subprocess.run(
@@ -114,6 +118,7 @@ def test_bfloat16_steps_are_compared_with_bfloat16_convolutions(monkeypatch):
     assert result["plain_conv"]["16x1"] > 0
 
 
+@pytest.mark.slow
 def test_startup_times_a_launch_to_its_first_step(tmp_path):
     from nst_jax.evals import startup
     row = startup.launch(32, str(tmp_path / "cache"), str(tmp_path / "run"),

@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from nst_jax.app import compile_cache, rundir
 from nst_jax.vgg import vgg19
 from nst_jax.weights import vgg as vgg_weights
@@ -92,6 +94,7 @@ def _run(tmp_path, name, cache, npz):
     return proc, (wd / rundir.LOG).read_text(), (wd / "final.png")
 
 
+@pytest.mark.slow
 def test_a_second_run_compiles_nothing_and_the_console_stays_quiet(
         tmp_path):
     npz = tmp_path / "vgg19_random.npz"
@@ -114,6 +117,7 @@ def test_a_second_run_compiles_nothing_and_the_console_stays_quiet(
         assert proc.stdout.strip().splitlines()[-1].endswith("final.png")
 
 
+@pytest.mark.slow
 def test_an_empty_variable_turns_it_off_for_the_scripts(tmp_path):
     npz = tmp_path / "vgg19_random.npz"
     vgg_weights.save_npz(vgg19.random_params(0), str(npz))

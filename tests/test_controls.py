@@ -99,12 +99,6 @@ def test_init_options(files, params, init):
                                    atol=1.0)
 
 
-def test_avg_pooling_and_ema_run(files, params):
-    c = _config(files, **{"model.pooling": "avg", "optim.ema_decay": 0.5})
-    img, metrics = driver.stylize(c, params)
-    assert np.isfinite(img).all() and len(metrics) == 2
-
-
 def test_luminance_preservation_keeps_content_chroma(files, params):
     c = _config(files, **{"color.preserve": "luminance",
                           "loss.style_weight": 1.0, "optim.steps": 6})

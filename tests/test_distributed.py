@@ -17,6 +17,8 @@ from nst_jax.weights import vgg as vgg_weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "sweep.py")
+# Each test starts several processes: out of the quick loop (-m "not slow").
+pytestmark = pytest.mark.slow
 # CPU, 2 devices per process: 2 processes make a 4-device mesh.
 ENV = dict(os.environ, JAX_PLATFORMS="cpu",
            XLA_FLAGS="--xla_force_host_platform_device_count=2")

@@ -87,6 +87,7 @@ def test_existing_workdir_is_refused_and_untouched(tmp_path, params):
     assert _bytes(final) == before
 
 
+@pytest.mark.slow
 def test_run_py_cli_prints_final_path_last(tmp_path):
     """The real script, real weights (cached by the weights tests)."""
     wd = tmp_path / "cli"

@@ -208,6 +208,7 @@ def _preset(**over):
     return cfg.override(c, {**base, **over})
 
 
+@pytest.mark.slow
 def test_auto_finds_the_photo_and_falls_back_when_the_painting_has_none(
         real_params, nets, tmp_path):
     # The embedded pair: a face in the photo, none in Starry Night.
@@ -228,6 +229,7 @@ def test_auto_finds_the_photo_and_falls_back_when_the_painting_has_none(
         weights.MEMBERS["mesh"][1])
 
 
+@pytest.mark.slow
 @needs_shared
 def test_auto_morphs_by_the_found_points(real_params, nets, tmp_path,
                                          monkeypatch):
@@ -249,6 +251,7 @@ def test_auto_morphs_by_the_found_points(real_params, nets, tmp_path,
     assert faces["style"]["found"] and len(faces["style"]["points_xy"]) == 9
 
 
+@pytest.mark.slow
 def test_landmark_files_win_over_detection(real_params, monkeypatch,
                                            tmp_path):
     def no_search(*a, **k):
@@ -275,6 +278,7 @@ def test_bad_face_weights_exit_2_before_any_directory(real_params, nets,
     assert not wd.exists()
 
 
+@pytest.mark.slow
 def test_landmarks_script_writes_a_file_the_preset_reads(nets, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     sky = tmp_path / "sky.png"

@@ -15,6 +15,7 @@ from nst_jax.io import images
 from nst_jax.vgg import vgg19
 
 
+@pytest.mark.slow
 def test_every_entry_runs_at_a_tiny_size(tmp_path):
     second = tmp_path / "second.png"
     stripes = np.zeros((40, 40, 3), np.float32)

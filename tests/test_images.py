@@ -334,6 +334,7 @@ def test_mask_transparent_counts_as_black(tmp_path):
                                0.0)
 
 
+@pytest.mark.slow
 def test_a_run_decodes_each_input_once(real_params, tmp_path, monkeypatch):
     # The portrait preset reads the photo at two scales, in its checks,
     # for the face search and for the alignment: one decode per file.

@@ -119,6 +119,7 @@ def test_available_memory_is_read():
     assert memory.device_available(jax.devices("cpu")[0]) == (None, "")
 
 
+@pytest.mark.slow
 def test_run_py_refuses_a_huge_size_at_once_with_exit_2(tmp_path):
     env = dict(os.environ)
     env.pop(memory.ENV, None)

@@ -309,6 +309,7 @@ def test_resume_ignores_display_fields_and_fields_added_later(
     assert runner.main(c, str(tmp_path / "b"), vgg_params=params) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_real_signal_saves_image_and_marks_manifest(tmp_path, sig):
     wd = tmp_path / "run"

@@ -105,7 +105,9 @@ def test_batched_members_equal_runs_alone(params, opt):
 
 _SHARDED = """
 import json, jax
-from nst_jax import driver, sharding, sweep, vgg19
+from nst_jax.app import sweep
+from nst_jax.drive import driver, sharding
+from nst_jax.vgg import vgg19
 from tests.test_sweep import _sweep3, _tiny, _rel
 members = sweep.expand(_tiny(init="noise", **{"optim.name": "%s"}), _sweep3)
 params = vgg19.random_params(0)
@@ -118,6 +120,7 @@ print(json.dumps({"devices": mesh.size, "status": a.status,
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("opt", ["adam", "lbfgs"])
 def test_sharded_over_four_devices_equals_unsharded(opt):
     # The device count is fixed when jax starts: use a fresh process.
@@ -204,6 +207,7 @@ def test_run_sweep_writes_everything(tmp_path, params):
                         out=out)
 
 
+@pytest.mark.slow
 def test_sweep_file_and_script_errors(tmp_path):
     path = os.path.join(ROOT, "configs", "sweep_style_weight.py")
     members = sweep.expand(load_preset("sweep_style_weight"),
@@ -219,6 +223,7 @@ def test_sweep_file_and_script_errors(tmp_path):
     assert not os.path.exists(tmp_path / "x")
 
 
+@pytest.mark.slow
 def test_sweep_py_cli_runs_the_example_sweep(tmp_path):
     """The real script and sweep file, shrunk; real weights (cached)."""
     wd = tmp_path / "cli"
@@ -267,6 +272,7 @@ def test_lbfgs_learning_rate_is_refused_unless_a_schedule_uses_it():
                           "optim.schedule": "cosine"}))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["run.py", "sweep.py"])
 def test_a_misspelled_config_path_is_one_line_and_exit_2(tmp_path, script):
     proc = subprocess.run(
@@ -279,6 +285,7 @@ def test_a_misspelled_config_path_is_one_line_and_exit_2(tmp_path, script):
     assert not os.path.exists(tmp_path / "x")
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_a_sweep_saving_every_member(tmp_path):
     wd = tmp_path / "sweep"
     code, rest = interrupt_when(

@@ -224,7 +224,7 @@ def memory_row(size: int, optimiser: str, remat: str = "none",
     return row
 
 
-_CHILD = ("import json, sys; from nst_jax import benchmark; "
+_CHILD = ("import json, sys; from nst_jax.evals import benchmark; "
           "print(json.dumps(benchmark.memory_row(**json.loads(sys.argv[1]))))")
 
 
