@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from nst_jax import config as cfg
-from nst_jax.app import rundir, runner
+from nst_jax.app import checkpoint, rundir, runner
 from nst_jax.drive import report
 from nst_jax.errors import UserError
 from nst_jax.io import images
@@ -92,8 +92,8 @@ def test_state_round_trips_by_path(tmp_path, files):
         0, 2, flat, [{"step": 2, "loss": 1.0}]))
     stored = _arrays(path)
     assert "state/opt_state/0/mu" in stored
-    assert rundir._text(stored, "format") == rundir.CHECKPOINT_FORMAT
-    loaded = rundir.load_checkpoint(str(tmp_path / "run"))
+    assert checkpoint._text(stored, "format") == checkpoint.CHECKPOINT_FORMAT
+    loaded = checkpoint.load(str(tmp_path / "run"))
     assert (loaded.scale, loaded.step, loaded.metrics, loaded.source) == (
         0, 2, [{"step": 2, "loss": 1.0}], path)
     back = report.fill_state(jax.eval_shape(lambda: state), loaded.state,
@@ -154,7 +154,7 @@ def test_resume_refuses_a_misshaped_field_in_one_line(tmp_path, runs, params,
     c, a = runs["a"]
     cut = tmp_path / "cut"
     shutil.copytree(a, cut)
-    path = cut / rundir.CHECKPOINT
+    path = cut / checkpoint.CHECKPOINT
     arrays = _arrays(path)
     arrays["state/opt_state/0/mu"] = arrays["state/opt_state/0/mu"][None]
     _savez(path, arrays)
@@ -241,9 +241,9 @@ def test_damaged_or_foreign_checkpoint_stops_before_any_directory(
     c, a = runs["a"]
     cut = tmp_path / "cut"
     shutil.copytree(a, cut)
-    path = cut / rundir.CHECKPOINT
+    path = cut / checkpoint.CHECKPOINT
     damage(path, {"png": files["content"],
-                  "b": runs["b"][1] / rundir.CHECKPOINT})
+                  "b": runs["b"][1] / checkpoint.CHECKPOINT})
     wd = tmp_path / "resumed"
     assert runner.main(_resumed(c, cut), str(wd), vgg_params=params) == 2
     err = capsys.readouterr().err.strip()
@@ -256,8 +256,8 @@ def test_damaged_or_foreign_checkpoint_stops_before_any_directory(
 
 def test_checkpoint_records_its_run(runs):
     c, a = runs["a"]
-    arrays = _arrays(a / rundir.CHECKPOINT)
-    assert int(arrays["version"]) == rundir.CHECKPOINT_VERSION
-    recorded = json.loads(rundir._text(arrays, "config_json"))
+    arrays = _arrays(a / checkpoint.CHECKPOINT)
+    assert int(arrays["version"]) == checkpoint.CHECKPOINT_VERSION
+    recorded = json.loads(checkpoint._text(arrays, "config_json"))
     assert recorded == json.loads((a / "config.json").read_text())
     assert not [k for k in arrays if k.startswith("leaf_")]

@@ -24,7 +24,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from nst_jax import config as cfg
-from nst_jax.app import exits, progress, rundir
+from nst_jax.app import checkpoint, exits, progress, rundir
 from nst_jax.drive import driver, inputs, memory, sharding
 from nst_jax.drive.report import ChunkInfo
 from nst_jax.errors import UserError
@@ -143,9 +143,9 @@ def _check_local(members: list, groups: list, vgg_params, params: dict,
         if writes:
             rundir.check_workdir(m.workdir)
     checkpoints = [
-        rundir.check_resume(m.config, m.resume_dir) if m.resume_dir and not (
-            m.resume_if_there and not os.path.isfile(
-                os.path.join(m.resume_dir, rundir.CHECKPOINT)))
+        checkpoint.check_resume(m.config, m.resume_dir)
+        if m.resume_dir and not (m.resume_if_there and not os.path.isfile(
+            os.path.join(m.resume_dir, checkpoint.CHECKPOINT)))
         else None for m in members]
     for idx in groups:  # Before inputs.check decodes anything.
         memory.check(members[idx[0]].config, len(idx))

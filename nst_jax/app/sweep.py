@@ -54,7 +54,8 @@ from flax import traverse_util
 from jax.sharding import Mesh
 
 from nst_jax import config as cfg
-from nst_jax.app import config_file as config_file_lib, exits, rundir, runner
+from nst_jax.app import (
+    checkpoint, config_file as config_file_lib, exits, rundir, runner)
 from nst_jax.drive import driver, sharding
 from nst_jax.errors import UserError
 from nst_jax.io import atomic, plot
@@ -187,7 +188,7 @@ def _check_resume(old: str, overrides: list, names: list) -> None:
     if recorded != json.loads(json.dumps(overrides)):
         raise UserError(f"the sweep's members differ from those recorded in "
                         f"{old}/sweep.json; resume the same sweep file")
-    if not any(os.path.isfile(os.path.join(old, n, rundir.CHECKPOINT))
+    if not any(os.path.isfile(os.path.join(old, n, checkpoint.CHECKPOINT))
                for n in names):
         raise UserError(f"no member of {old} has a checkpoint: resume needs "
                         "a sweep made with --config.checkpoint_every > 0")
