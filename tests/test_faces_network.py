@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nst_jax.errors import WeightsError
-from nst_jax.faces import network, tflite, weights
+from nst_jax.faces import network, ops, tflite, weights
 
 # Made by tests/data/make_face_fixture.py (see its docstring for the keys).
 DATA = os.path.join(os.path.dirname(__file__), "data", "face_parity.npz")
@@ -228,7 +228,7 @@ def test_window_ops_match_lax(size, stride, dilation, padding, multiplier):
     w = rng.standard_normal(size + (1, 4 * multiplier)).astype(np.float32)
     options = {"padding": padding, "stride_h": stride[0],
                "stride_w": stride[1], "activation": "NONE"}
-    got = network.depthwise_conv_2d(
+    got = ops.depthwise_conv_2d(
         x, w, depth_multiplier=multiplier, dilation_h=dilation[0],
         dilation_w=dilation[1], **options)
     want = jax.lax.conv_general_dilated(
@@ -237,7 +237,7 @@ def test_window_ops_match_lax(size, stride, dilation, padding, multiplier):
         precision=jax.lax.Precision.HIGHEST)
     assert got.shape == want.shape
     assert np.abs(np.asarray(got - want)).max() <= 1e-5
-    got = network.max_pool_2d(x, filter_h=size[0], filter_w=size[1],
+    got = ops.max_pool_2d(x, filter_h=size[0], filter_w=size[1],
                               **options)
     want = jax.lax.reduce_window(x, -np.inf, jax.lax.max,
                                  (1,) + size + (1,), (1,) + stride + (1,),
