@@ -3,6 +3,7 @@ smooth non-rigid warp, low confidence where content has no match, compiled
 once per shape, deterministic for a seed."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -125,6 +126,33 @@ def test_unmatched_region_gets_low_confidence(features_fn):
     # Where it matches, the flow is the identity it should be.
     near = np.abs(flow - _grid(128, 128)).max(axis=-1)
     assert np.median(near[away]) < 1.0
+
+
+def test_upsampled_starts_keep_a_shift_and_interpolate_a_ramp():
+    """The five starting fields of a finer level (one bilinear, four
+    nearest coarse cells), read with the portrait's shared sampler."""
+    hc, wc = 6, 5
+    grid = _grid(hc, wc)
+    shift = (grid + [2, 1]).astype(np.int32)
+    starts = np.asarray(patchmatch.upsample_field(
+        jnp.asarray(shift), (12, 10), (20, 16), (2, 2, 2, 2)))
+    assert starts.shape == (5, 12, 10, 2) and starts.dtype == np.int32
+    want = np.clip(_grid(12, 10) + [4, 2], 0, [19, 15])
+    for s in starts:
+        np.testing.assert_array_equal(s, want)
+    # A displacement growing one cell per coarse column: the bilinear
+    # start follows the ramp between coarse cells (fine cell x sits at
+    # coarse x / 2 - 0.25) where the nearest ones step.
+    ramp = grid.copy()
+    ramp[..., 0] += grid[..., 1]
+    starts = np.asarray(patchmatch.upsample_field(
+        jnp.asarray(ramp.astype(np.int32)), (12, 10), (40, 40), (2, 2, 2, 2)))
+    fine = _grid(12, 10)
+    at = np.clip((fine[..., 1] + 0.5) / 2 - 0.5, 0, wc - 1)
+    np.testing.assert_array_equal(
+        starts[0][..., 0], np.clip(np.round(fine[..., 0] + 2 * at), 0, 39))
+    np.testing.assert_array_equal(starts[0][..., 1], fine[..., 1])
+    assert (starts[0] != starts[1]).any()
 
 
 def test_same_shapes_are_not_traced_again(monkeypatch):

@@ -143,6 +143,61 @@ def test_warp_bilinear_and_clamped():
     np.testing.assert_allclose(out, [[2.5, 6.5, 3.0]])
 
 
+def _nested_lerps(img, coords):
+    """The NumPy sampler warp replaced: float32 inputs, float64 arithmetic
+    (float32 minus int64 promotes), lerp along x then y, one rounding."""
+    img = np.asarray(img, np.float32)
+    coords = np.asarray(coords, np.float32)
+    h, w = img.shape[:2]
+    y, x = np.clip(coords[..., 0], 0, h - 1), np.clip(coords[..., 1], 0, w - 1)
+    y0, x0 = np.floor(y).astype(np.int64), np.floor(x).astype(np.int64)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    wy, wx = y - y0, x - x0
+    if img.ndim == 3:
+        wy, wx = wy[..., None], wx[..., None]
+    top = img[y0, x0] * (1 - wx) + img[y0, x1] * wx
+    bottom = img[y1, x0] * (1 - wx) + img[y1, x1] * wx
+    return (top * (1 - wy) + bottom * wy).astype(np.float32)
+
+
+@pytest.mark.parametrize("channels", [(), (3,), (2,)])
+def test_warp_keeps_the_bits_of_the_numpy_sampler(channels):
+    # Existing runs' images depend on these bits: a float32 evaluation
+    # (fused multiply-adds) differs in the last bit of many values.
+    rng = np.random.default_rng(len(channels))
+    for h, w in ((37, 53), (2, 5), (64, 64)):
+        img = rng.uniform(-300, 300, (h, w) + channels).astype(np.float32)
+        coords = np.stack([rng.uniform(-4, h + 3, (41, 29)),
+                           rng.uniform(-4, w + 3, (41, 29))], axis=-1)
+        out = alignment.warp(img, coords)
+        assert out.dtype == np.float32 and out.shape == (41, 29) + channels
+        np.testing.assert_array_equal(out, _nested_lerps(img, coords))
+    # JAX's 64-bit mode is left as it was.
+    assert jnp.zeros(1).dtype == jnp.float32
+
+
+def test_sample_runs_under_jit_in_float32_and_clamps_to_the_edge():
+    img = np.arange(24, dtype=np.float32).reshape(3, 4, 2)
+    coords = np.array([[[0.5, 0.5], [1.0, 2.5], [-5.0, 10.0],
+                        [2.0, 3.0], [9.0, -1.0], [2.25, 0.0]]], np.float32)
+    out = jax.jit(alignment.sample)(jnp.asarray(img), jnp.asarray(coords))
+    assert out.dtype == jnp.float32 and out.shape == (1, 6, 2)
+    # Bilinear inside; a point outside takes its nearest border point.
+    expect = np.array([[img[:2, :2].mean(axis=(0, 1)),
+                        (img[1, 2] + img[1, 3]) / 2, img[0, 3], img[2, 3],
+                        img[2, 0], img[2, 0]]])
+    np.testing.assert_allclose(out, expect, rtol=1e-6)
+    np.testing.assert_allclose(out, alignment.warp(img, coords), rtol=1e-6)
+    # Integer images are sampled as float32; one channel is (h, w).
+    plane = alignment.sample(np.arange(12).reshape(3, 4), coords)
+    assert plane.dtype == jnp.float32
+    np.testing.assert_allclose(plane, expect[..., 0] / 2, rtol=1e-6)
+    with pytest.raises(ValueError, match="coords"):
+        alignment.sample(img, coords[0])
+    with pytest.raises(ValueError, match="image"):
+        alignment.sample(img[..., None], coords)
+
+
 def _disc(hw, centre, radius):
     yx = _grid(*hw)
     return (np.linalg.norm(yx - centre, axis=-1) <= radius).astype(np.float32)

@@ -1,9 +1,10 @@
 """Warps and correspondences between a painted face and a photographed
 one, for the portrait gain maps.
 
-:func:`warp` samples an image at a dense field of source coordinates (a
-flow); :func:`field_to_flow` turns a cell-level nearest-neighbour field into
-one; :func:`resize_flow` fits a flow to another scale. Flows come from
+:func:`sample` (in JAX) and :func:`warp` (for NumPy callers) sample an
+image bilinearly at a dense field of source coordinates (a flow);
+:func:`field_to_flow` turns a cell-level nearest-neighbour field into one;
+:func:`resize_flow` fits a flow to another scale. Flows come from
 :mod:`nst_jax.portrait.patchmatch` (VGG feature matching),
 :mod:`nst_jax.portrait.landmarks` (a thin-plate spline through face points),
 face masks (:func:`align_with_masks`: scale and translation) or the user
@@ -143,26 +144,75 @@ def field_to_flow(field: np.ndarray, out_hw: Sequence[int],
     return pixels + warp(disp, (pixels + 0.5) / scale - 0.5) * scale
 
 
-def warp(image_hxwxC: np.ndarray, coords_HxWx2: np.ndarray) -> np.ndarray:
+def sample(image_hxwxC: jax.Array, coords_HxWx2: jax.Array) -> jax.Array:
     """Bilinear sampling ``out[p] = image[coords[p]]`` with edge clamping.
 
+    The portrait code's one bilinear sampler: :func:`warp` (NumPy callers)
+    and PatchMatch's field upsampling (inside ``jit``) both call it, so a
+    flow means the same thing wherever it is read. Coordinates are clamped
+    to the image before interpolating, so a point outside takes the value
+    of the nearest border point; built on
+    ``jax.scipy.ndimage.map_coordinates(order=1)``, one channel at a time.
+
+    Args:
+      image_hxwxC: (h, w) or (h, w, C) image; computed in its float dtype
+        (float32 for any other).
+      coords_HxWx2: (H, W, 2) source (y, x) pixel coordinates.
+
+    Returns:
+      (H, W[, C]) JAX array of the image's float dtype.
+    """
+    img = jnp.asarray(image_hxwxC)
+    if not jnp.issubdtype(img.dtype, jnp.floating):
+        img = img.astype(jnp.float32)
+    coords = jnp.asarray(coords_HxWx2, img.dtype)
+    if coords.ndim != 3 or coords.shape[-1] != 2:
+        raise ValueError(f"coords must be (H, W, 2), got {coords.shape}")
+    if img.ndim not in (2, 3):
+        raise ValueError(f"image must be (h, w) or (h, w, C), got "
+                         f"{img.shape}")
+    h, w = img.shape[:2]
+    yx = (jnp.clip(coords[..., 0], 0, h - 1),
+          jnp.clip(coords[..., 1], 0, w - 1))
+
+    def one(plane_hxw: jax.Array) -> jax.Array:
+        # "nearest" only matters for the upper neighbour of a point on the
+        # last row or column, whose weight is 0.
+        return jax.scipy.ndimage.map_coordinates(plane_hxw, yx, order=1,
+                                                 mode="nearest")
+
+    return one(img) if img.ndim == 2 else jax.vmap(
+        one, in_axes=-1, out_axes=-1)(img)
+
+
+def _float64():
+    """A context in which JAX keeps float64 arrays: ``jax.enable_x64``
+    from JAX 0.8, ``jax.experimental.enable_x64`` before."""
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64
+    return enable_x64(True)
+
+
+def warp(image_hxwxC: np.ndarray, coords_HxWx2: np.ndarray) -> np.ndarray:
+    """:func:`sample` for NumPy callers: ``out[p] = image[coords[p]]``.
+
     ``image`` is (h, w) or (h, w, C); ``coords`` (H, W, 2) source (y, x)
-    pixel coordinates. Returns (H, W[, C]) float32.
+    pixel coordinates, clamped to the image. Returns (H, W[, C]) float32.
+
+    Both are read as float32 and interpolated in float64, rounding once to
+    float32 at the end. This is the arithmetic NumPy gave this function
+    before it used :func:`sample` (float32 coordinates minus int64
+    indices promote to float64), so warped images keep their bits: a
+    float32 interpolation, which XLA evaluates with fused multiply-adds,
+    differs from it in the last bit of many values, and those bits reach
+    the final image through the gain maps.
     """
     img = np.asarray(image_hxwxC, np.float32)
     coords = np.asarray(coords_HxWx2, np.float32)
-    if coords.ndim != 3 or coords.shape[-1] != 2:
-        raise ValueError(f"coords must be (H, W, 2), got {coords.shape}")
-    h, w = img.shape[:2]
-    y, x = np.clip(coords[..., 0], 0, h - 1), np.clip(coords[..., 1], 0, w - 1)
-    y0, x0 = np.floor(y).astype(np.int64), np.floor(x).astype(np.int64)
-    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
-    wy, wx = y - y0, x - x0
-    if img.ndim == 3:
-        wy, wx = wy[..., None], wx[..., None]
-    top = img[y0, x0] * (1 - wx) + img[y0, x1] * wx
-    bottom = img[y1, x0] * (1 - wx) + img[y1, x1] * wx
-    return (top * (1 - wy) + bottom * wy).astype(np.float32)
+    with _float64():
+        out = sample(img.astype(np.float64), coords.astype(np.float64))
+        return np.asarray(out).astype(np.float32)
 
 
 def _moments(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -91,19 +91,6 @@ def patch_distance(src_pad: jax.Array, dst_pad: jax.Array,
                              jnp.zeros((h, w), jnp.float32))
 
 
-def _bilinear(img_hxwxC: jax.Array, coords_HxWx2: jax.Array) -> jax.Array:
-    """Samples ``img`` at fractional (y, x), clamped to its border."""
-    h, w = img_hxwxC.shape[:2]
-    y = jnp.clip(coords_HxWx2[..., 0], 0, h - 1)
-    x = jnp.clip(coords_HxWx2[..., 1], 0, w - 1)
-    y0, x0 = jnp.floor(y).astype(jnp.int32), jnp.floor(x).astype(jnp.int32)
-    y1, x1 = jnp.minimum(y0 + 1, h - 1), jnp.minimum(x0 + 1, w - 1)
-    wy, wx = (y - y0)[..., None], (x - x0)[..., None]
-    top = img_hxwxC[y0, x0] * (1 - wx) + img_hxwxC[y0, x1] * wx
-    bottom = img_hxwxC[y1, x0] * (1 - wx) + img_hxwxC[y1, x1] * wx
-    return top * (1 - wy) + bottom * wy
-
-
 def _median3(disp_hxwx2: jax.Array) -> jax.Array:
     h, w = disp_hxwx2.shape[:2]
     padded = jnp.pad(disp_hxwx2, ((1, 1), (1, 1), (0, 0)), mode="edge")
@@ -146,7 +133,7 @@ def upsample_field(field_hcxwcx2: jax.Array, dst_hw: Sequence[int],
     x0 = jnp.clip(jnp.floor(at[..., 1]), 0, wc - 1).astype(jnp.int32)
     y1, x1 = jnp.minimum(y0 + 1, hc - 1), jnp.minimum(x0 + 1, wc - 1)
     smooth = _median3(disp)
-    disps = [_bilinear(smooth, at)] + [
+    disps = [alignment.sample(smooth, at)] + [
         smooth[y, x] for y in (y0, y1) for x in (x0, x1)]
     own = (grid + 0.5) * r_src / r_dst - 0.5
     starts = jnp.round(own + jnp.stack(disps) * r_src)
