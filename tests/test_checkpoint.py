@@ -150,7 +150,8 @@ def test_a_changed_state_field_is_refused_by_name(change, message):
 def test_resume_refuses_a_misshaped_field_in_one_line(tmp_path, runs, params,
                                                       capsys):
     """What only the run's own state layout reveals is refused by the
-    driver, as a UserError (exit 2, one line)."""
+    driver, as a UserError (exit 2, one line), and the directory it had
+    made is removed."""
     c, a = runs["a"]
     cut = tmp_path / "cut"
     shutil.copytree(a, cut)
@@ -165,6 +166,7 @@ def test_resume_refuses_a_misshaped_field_in_one_line(tmp_path, runs, params,
     assert (f"checkpoint {path} does not match this run: state field "
             "'opt_state/0/mu' has shape (1, 27, 32, 3), this run "
             "expects (27, 32, 3)") in err, err
+    assert not (tmp_path / "b").exists()
 
 
 def _write(path, data: bytes) -> None:

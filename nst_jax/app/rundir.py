@@ -23,6 +23,7 @@ import logging
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 from importlib import metadata
@@ -226,13 +227,24 @@ class RunDir:
             f.writelines(json.dumps(r, sort_keys=True) + "\n"
                          for r in self.metrics)
         self.image: Optional[np.ndarray] = None
+        self.chunks = 0  # Chunks recorded by this process.
 
     def _file(self, name: str) -> str:
         return os.path.join(self.path, name)
 
+    def discard_if_empty(self) -> bool:
+        """Removes the directory if no chunk was recorded in it yet (it
+        holds only the files this object wrote at its start); returns
+        whether it did. For a run refused after its directory was made."""
+        if self.chunks:
+            return False
+        shutil.rmtree(self.path, ignore_errors=True)
+        return True
+
     def chunk(self, info, i: int) -> None:
         """Records member ``i`` of a report.ChunkInfo: its metrics line,
         its snapshot and checkpoint at their cadences."""
+        self.chunks += 1
         c, g = self.config, info.global_step
         end = info.step == info.steps
         record, self.image = info.records[i], info.images[i]

@@ -270,6 +270,14 @@ def run_members(members: list, *, vgg_params=None, mesh: Optional[Mesh] =
                     [configs[i] for i in idx], need.get("vgg", (None,))[0],
                     mesh=mesh, callback=on_chunk, resume=resume,
                     fast_params=need.get("fast", (None,))[0])
+            except UserError:
+                # Refused once the run laid out its own state (a
+                # checkpoint whose fields do not match it): a directory
+                # that recorded nothing yet is removed, so a refused run
+                # leaves nothing on disk.
+                for d in dirs:
+                    d.discard_if_empty()
+                raise
             except KeyboardInterrupt:
                 wall = time.perf_counter() - t0
                 for j, d in enumerate(dirs):
