@@ -20,7 +20,6 @@ import functools
 import os
 from typing import NamedTuple, Optional
 
-import jax
 import numpy as np
 
 from nst_jax.faces import detect, mesh, network, points, weights
@@ -69,16 +68,9 @@ class Search(NamedTuple):
         return out
 
 
-@functools.lru_cache(maxsize=4)
-def _compiled(program):
-    def run(params, x):
-        return network.Network(program).apply({"params": params}, x)
-    return jax.jit(run)
-
-
 def _run(net: tuple, x: np.ndarray) -> list[np.ndarray]:
     program, params = net
-    return [np.asarray(o) for o in _compiled(program)(params, x)]
+    return [np.asarray(o) for o in network.apply(program, params, x)]
 
 
 def _mesh_pass(rgb: np.ndarray, roi: mesh.Roi, nets: weights.Networks
