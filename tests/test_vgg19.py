@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax.vgg import vgg19
+from nst_jax.vgg import layers, vgg19
 
 DATA = os.path.join(os.path.dirname(__file__), "data",
                     "vgg19_astronaut_64x64.npz")
@@ -104,12 +104,22 @@ def test_unknown_layer_and_pooling_rejected():
 def test_custom_conv_gradient_equals_autodiff():
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 9, 11, 5))
     k = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 5, 7))
-    ref = lambda x, k: jnp.sum(jnp.sin(vgg19._conv(x, k)))
+    ref = lambda x, k: jnp.sum(jnp.sin(layers._conv(x, k)))
     new = lambda x, k: jnp.sum(jnp.sin(vgg19.conv3x3(x, k)))
     for arg in (0, 1):
         np.testing.assert_allclose(jax.grad(new, arg)(x, k),
                                    jax.grad(ref, arg)(x, k), rtol=1e-5,
                                    atol=1e-5)
+
+
+def test_module_parameter_tree_is_param_shapes():
+    # The Flax module's tree (names, shapes) is the one weights load into.
+    x = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
+    tree = jax.eval_shape(vgg19.VGG19(layers=("pool5",)).init,
+                          jax.random.PRNGKey(0), x)["params"]
+    shapes = jax.tree_util.tree_map(lambda a: a.shape, tree)
+    assert shapes == vgg19.param_shapes()
+    assert list(tree) == list(vgg19.CONV_LAYERS)
 
 
 def test_reference_file_is_the_float64_numpy_vgg_of_its_input(real_params):

@@ -4,14 +4,14 @@ At 1024 px and above the peak of a loss-and-gradient evaluation is set by
 blocks 1-2, which run at full and half resolution with 64-128 channels:
 one 1024 px map of block 1 is 256 MiB, and its backward pass holds
 several. ``model.remat="tiles"`` runs those blocks (the *head*: up to
-``pool2``, or up to the deepest layer used if that comes first) over
+``pool3``, or up to the deepest layer used if that comes first) over
 square tiles of ``model.tile_size`` px in a ``lax.scan``, one tile at a
 time, and never builds their full maps:
 
 * what the loss needs of a head layer is reduced tile by tile to a sum:
   its Gram (plain, per style mask, per portrait cell) or its squared
   error to the content target;
-* the head's last map (``pool2``, 1/16 of the pixels) is assembled from
+* the head's last map (``pool3``, 1/64 of the pixels) is assembled from
   the tiles and the rest of the network runs on it as usual, each block
   recomputed in the backward pass (as ``remat="blocks"``);
 * the backward pass is a second scan over the tiles that recomputes each
@@ -20,10 +20,13 @@ time, and never builds their full maps:
 Each tile is computed on a window ``halo`` px wider on every side, and
 only its centre is used, so the results are those of the whole image:
 a 3x3 convolution corrupts one position at a window's edge, pooling
-halves that, and the head's worst case is 8 px. Positions outside the
+halves that, and the head's worst case is 24 px. Positions outside the
 image are zeroed after every convolution and pooling, which is exactly
 the zero padding the whole-image network sees at its borders. Tiles start
-on multiples of 4 px so that the poolings pair the same positions.
+on multiples of the head's pooling factor (8 px) so that the poolings
+pair the same positions. The geometry (head, halo, tile side, slicing)
+is :mod:`nst_jax.vgg.tile_grid`; the layers are
+:func:`nst_jax.vgg.layers.forward`'s, as in the whole-image network.
 
 The weights are constants here (no gradient flows to them): the image
 gradient is what style transfer takes.
@@ -36,54 +39,18 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from nst_jax.vgg import gram, vgg19
+from nst_jax.vgg import layers as L
+# The tiles' geometry, re-exported: other modules read it here.
+from nst_jax.vgg.tile_grid import (
+    HEAD_END, Grid, cell_masks, halo, head, tile_side, valid)
 
-#: The last layer computed tile by tile (blocks 1-3). Ending at pool2
-#: instead: 1024 px L-BFGS, 256 px tiles, XLA's program 1155 MiB and
-#: 38.3 s/step, against 863 MiB and 45.3 s (remat="blocks": 2438 MiB,
-#: 34.5 s).
-HEAD_END = "pool3"
+__all__ = ["HEAD_END", "cell_masks", "extract", "features", "halo", "head",
+           "run_head", "tile_side"]
+
 # Reductions summed over the tiles.
 _SUMS = ("gram", "masked", "cells", "sq")
-
-
-def head(layers) -> tuple[str, ...]:
-    """The layers run tile by tile for a loss reading ``layers``."""
-    stop = min(vgg19.LAYERS.index(vgg19.deepest(layers)),
-               vgg19.LAYERS.index(HEAD_END))
-    return tuple(vgg19.LAYERS[:stop + 1])
-
-
-def halo(head_layers) -> int:
-    """Pixels of context each tile needs on every side (a multiple of the
-    head's pooling factor).
-
-    Tracks how far in from a window's edge values are wrong: one more
-    position per convolution, half as many (rounded up) after a pooling;
-    the worst over the layers, in input pixels.
-    """
-    bad, stride, worst = 0, 1, 0
-    for name in head_layers:
-        if name.startswith("conv"):
-            bad += 1
-        elif name.startswith("pool"):
-            bad, stride = -(-bad // 2), stride * 2
-        worst = max(worst, bad * stride)
-    return -(-worst // _align(head_layers)) * _align(head_layers)
-
-
-def _align(head_layers) -> int:
-    """The head's total pooling factor: tiles start on its multiples."""
-    return 2 ** sum(n.startswith("pool") for n in head_layers)
-
-
-def tile_side(head_layers, tile: int, hw: tuple[int, int]) -> int:
-    """The tile side actually used: ``tile`` rounded up to the pooling's
-    alignment, and no wider than the image (rounded up the same way)."""
-    a = _align(head_layers)
-    return min(max(a, -(-int(tile) // a) * a), -(-max(hw) // a) * a)
 
 
 class _Static(NamedTuple):
@@ -92,28 +59,7 @@ class _Static(NamedTuple):
     grams: tuple  # Head layers whose Gram is wanted.
     pooling: str
     dtype: str
-    tile: int  # Tile side in input pixels (multiple of 4).
-    halo: int
-    hw: tuple  # (H, W) of the image.
-
-
-def _grid(st: _Static) -> tuple[int, int]:
-    return tuple(-(-n // st.tile) for n in st.hw)
-
-
-def _valid(origin, stride: int, n: int, size: int) -> jax.Array:
-    """Positions of a tile's axis (at ``stride``) inside the image's extent."""
-    g = origin // stride + jnp.arange(size)
-    return (g >= 0) & (g < n // stride)
-
-
-def _pad_to_grid(a, stride: int, st: _Static, axes=(1, 2)) -> jax.Array:
-    """A head layer's whole-image array padded to the tiles' extent."""
-    ny, nx = _grid(st)
-    pads = [(0, 0)] * a.ndim
-    for ax, n in zip(axes, (ny, nx)):
-        pads[ax] = (0, n * st.tile // stride - a.shape[ax])
-    return jnp.pad(a, pads)
+    grid: Grid
 
 
 def _tile_fn(st: _Static):
@@ -123,22 +69,19 @@ def _tile_fn(st: _Static):
     already cut to the tile's centre at each layer's stride.
     """
     dtype = jnp.dtype(st.dtype)
-    n_img = st.hw
+    n_img, tile, margin = st.grid.hw, st.grid.tile, st.grid.halo
 
     def f(params, win, ctx, origin):
-        x = win.astype(dtype)
-        stride, out = 1, {"map": {}, "gram": {}, "masked": {}, "cells": {},
-                          "sq": {}}
-        for name in st.head:
-            x = vgg19._layer(params, name, x, st.pooling, dtype)
-            if name.startswith("pool"):
-                stride *= 2
+        out = {"map": {}, "gram": {}, "masked": {}, "cells": {}, "sq": {}}
+
+        def visit(name, x):
+            stride = L.STRIDE[name]
             if not name.startswith("relu"):
-                vy = _valid(origin[0], stride, n_img[0], x.shape[1])
-                vx = _valid(origin[1], stride, n_img[1], x.shape[2])
+                vy = valid(origin[0], stride, n_img[0], x.shape[1])
+                vx = valid(origin[1], stride, n_img[1], x.shape[2])
                 x = x * (vy[:, None] & vx[None, :])[None, :, :,
                                                     None].astype(dtype)
-            o, t = st.halo // stride, st.tile // stride
+            o, t = margin // stride, tile // stride
             core = x[:, o:o + t, o:o + t].astype(jnp.float32)
             positions = (n_img[0] // stride) * (n_img[1] // stride)
             if name in st.maps:
@@ -159,47 +102,31 @@ def _tile_fn(st: _Static):
                 err = core - ctx["content"][name]
                 out["sq"][name] = jnp.sum(jnp.square(err)) / (
                     core.shape[0] * positions * core.shape[-1])
+            return x
+
+        L.forward(params, win.astype(dtype), st.head, st.pooling, dtype,
+                  tie_bias=True, visit=visit)
         return out
 
     return f
 
 
-def _ctx_tile(ctx_full, st: _Static, ty, tx):
-    """The tile's centre slices of the padded masks and content targets."""
-    def cut(a, stride, axes):
-        t = st.tile // stride
-        starts = [0] * a.ndim
-        sizes = list(a.shape)
-        for ax, k in zip(axes, (ty, tx)):
-            starts[ax], sizes[ax] = k * t, t
-        return jax.lax.dynamic_slice(a, starts, sizes)
-    return {k: {l: cut(a, vgg19.STRIDE[l], (1, 2)) for l, a in d.items()}
-            for k, d in ctx_full.items()}
-
-
-def _window(x_pad, st: _Static, ty, tx):
-    w = st.tile + 2 * st.halo
-    return jax.lax.dynamic_slice(
-        x_pad, (0, ty * st.tile, tx * st.tile, 0),
-        (x_pad.shape[0], w, w, x_pad.shape[3]))
-
-
 def _head_fwd_scan(params, x_pad, ctx_full, st: _Static):
-    ny, nx = _grid(st)
+    g = st.grid
+    ny, nx = g.shape()
     f = _tile_fn(st)
 
     def body(acc, i):
         ty, tx = i // nx, i % nx
-        origin = (ty * st.tile - st.halo, tx * st.tile - st.halo)
-        out = f(params, _window(x_pad, st, ty, tx),
-                _ctx_tile(ctx_full, st, ty, tx), origin)
+        out = f(params, g.window(x_pad, ty, tx), g.context(ctx_full, ty, tx),
+                g.origin(ty, tx))
         sums = {k: out[k] for k in _SUMS}
         acc = jax.tree_util.tree_map(jnp.add, acc, sums)
         return acc, out["map"]
 
     zero = jax.eval_shape(
-        lambda: f(params, _window(x_pad, st, 0, 0),
-                  _ctx_tile(ctx_full, st, 0, 0), (0, 0)))
+        lambda: f(params, g.window(x_pad, 0, 0), g.context(ctx_full, 0, 0),
+                  (0, 0)))
     acc0 = {k: jax.tree_util.tree_map(
         lambda s: jnp.zeros(s.shape, s.dtype), zero[k])
         for k in _SUMS}
@@ -209,9 +136,9 @@ def _head_fwd_scan(params, x_pad, ctx_full, st: _Static):
         # (ny*nx, N, t, t, C) -> (N, ny*t, nx*t, C), cut to the layer's size.
         _, n, t, _, c = m.shape
         m = m.reshape(ny, nx, n, t, t, c).transpose(2, 0, 3, 1, 4, 5)
-        s = vgg19.STRIDE[name]
+        s = L.STRIDE[name]
         maps[name] = m.reshape(n, ny * t, nx * t, c)[
-            :, :st.hw[0] // s, :st.hw[1] // s]
+            :, :g.hw[0] // s, :g.hw[1] // s]
     return {"map": maps, **sums}
 
 
@@ -219,7 +146,8 @@ def _head_fwd_scan(params, x_pad, ctx_full, st: _Static):
 def _head_op(st: _Static):
     """The head as a function with a tile-by-tile backward pass."""
     f = _tile_fn(st)
-    ny, nx = _grid(st)
+    grid = st.grid
+    ny, nx = grid.shape()
 
     @jax.custom_vjp
     def op(params, x_pad, ctx_full):
@@ -230,29 +158,23 @@ def _head_op(st: _Static):
 
     def bwd(res, g):
         params, x_pad, ctx_full = res
-        g_maps = {l: _pad_to_grid(m, vgg19.STRIDE[l], st)
+        g_maps = {l: grid.pad_to_grid(m, L.STRIDE[l])
                   for l, m in g["map"].items()}
 
         def body(dx, i):
             ty, tx = i // nx, i % nx
-            origin = (ty * st.tile - st.halo, tx * st.tile - st.halo)
-            ctx = _ctx_tile(ctx_full, st, ty, tx)
+            origin = grid.origin(ty, tx)
+            ctx = grid.context(ctx_full, ty, tx)
             # Gradient computation waits for the previous tile's, so one
             # tile's recomputed activations are alive at a time.
-            win = vgg19._after(_window(x_pad, st, ty, tx), dx)
+            win = L.after(grid.window(x_pad, ty, tx), dx)
             _, vjp = jax.vjp(lambda w: f(params, w, ctx, origin), win)
-            t_maps = {}
-            for l, gm in g_maps.items():
-                t = st.tile // vgg19.STRIDE[l]
-                t_maps[l] = jax.lax.dynamic_slice(
-                    gm, (0, ty * t, tx * t, 0),
-                    (gm.shape[0], t, t, gm.shape[3]))
+            t_maps = {l: grid.centre(gm, L.STRIDE[l], ty, tx)
+                      for l, gm in g_maps.items()}
             cot = {"map": t_maps, **{k: g[k] for k in _SUMS}}
             (d_win,) = vjp(cot)
-            w = st.tile + 2 * st.halo
-            start = (0, ty * st.tile, tx * st.tile, 0)
-            cur = jax.lax.dynamic_slice(dx, start, (dx.shape[0], w, w,
-                                                    dx.shape[3]))
+            cur = grid.window(dx, ty, tx)
+            start = (0, ty * grid.tile, tx * grid.tile, 0)
             return jax.lax.dynamic_update_slice(dx, cur + d_win, start), None
 
         dx, _ = jax.lax.scan(body, jnp.zeros_like(x_pad),
@@ -273,7 +195,8 @@ def run_head(params, x_NxHxWx3: jax.Array, layers, *, tile: int,
       params: VGG19 conv params (treated as constants: no gradient).
       x_NxHxWx3: VGG-space images.
       layers: every layer the caller reads; :func:`head` picks the head.
-      tile: tile side in pixels (rounded up to a multiple of 4).
+      tile: tile side in pixels (rounded up to the head's pooling factor,
+        :func:`tile_side`).
       maps: head layers to return whole, (N, h, w, C) each.
       grams: head layers whose Gram is wanted, (N, C, C) each, normalised
         by the layer's H*W as :func:`nst_jax.vgg.gram.gram`.
@@ -291,30 +214,15 @@ def run_head(params, x_NxHxWx3: jax.Array, layers, *, tile: int,
     hl = head(layers)
     h, w = x_NxHxWx3.shape[1:3]
     tile = tile_side(hl, tile, (h, w))
-    st = _Static(hl, tuple(maps), tuple(grams), pooling, dtype, tile,
-                 halo(hl), (int(h), int(w)))
-    ny, nx = _grid(st)
-    x_pad = jnp.pad(x_NxHxWx3, ((0, 0), (st.halo, ny * tile - h + st.halo),
-                                (st.halo, nx * tile - w + st.halo), (0, 0)))
-    ctx = {k: {l: _pad_to_grid(jnp.asarray(a), vgg19.STRIDE[l], st)
+    grid = Grid(tile, halo(hl), (int(h), int(w)))
+    st = _Static(hl, tuple(maps), tuple(grams), pooling, dtype, grid)
+    ctx = {k: {l: grid.pad_to_grid(jnp.asarray(a), L.STRIDE[l])
                for l, a in (d or {}).items()}
            for k, d in (("masked", masks), ("cells", cells),
                         ("content", content))}
     params = {n: jax.lax.stop_gradient(params[n]) for n in hl
-              if n in vgg19.CONV_CHANNELS}
-    return _head_op(st)(params, x_pad, ctx)
-
-
-def cell_masks(h: int, w: int, grid: int) -> np.ndarray:
-    """(cells, h, w) 0/1 indicators of
-    :func:`nst_jax.vgg.gram.cell_grams`'s
-    cells on an h x w map."""
-    out = []
-    for (y0, y1), (x0, x1) in gram.cell_bounds(h, w, grid):
-        m = np.zeros((h, w), np.float32)
-        m[y0:y1, x0:x1] = 1.0
-        out.append(m)
-    return np.stack(out)
+              if n in L.CONV_CHANNELS}
+    return _head_op(st)(params, grid.pad(x_NxHxWx3), ctx)
 
 
 def extract(params, x_NxHxWx3: jax.Array, layers, *, tile: int,
@@ -343,8 +251,8 @@ def extract(params, x_NxHxWx3: jax.Array, layers, *, tile: int,
 
 
 @functools.lru_cache(maxsize=16)
-def _features_fn(maps: tuple, grams: tuple, tile: int, pooling: str,
-                 dtype: str):
+def _jitted_tiled_features(maps: tuple, grams: tuple, tile: int,
+                           pooling: str, dtype: str):
     def f(params, x):
         layers = tuple(dict.fromkeys(maps + grams))
         hl = set(head(layers))
@@ -366,5 +274,5 @@ def features(params, rgb_HxWx3, maps=(), grams=(), *, tile: int,
     with ``remat="tiles"``, whose full-resolution maps never exist whole.
     """
     x = vgg19.to_input(rgb_HxWx3)
-    return _features_fn(tuple(maps), tuple(grams), int(tile), pooling,
-                        dtype)(params, x)
+    return _jitted_tiled_features(tuple(maps), tuple(grams), int(tile),
+                                  pooling, dtype)(params, x)
