@@ -16,10 +16,9 @@ import os
 import tempfile
 from typing import Any, Optional, Sequence, Union
 
-import ml_collections
 import numpy as np
 
-from nst_jax import config as cfg
+from nst_jax import config as cfg, plan
 from nst_jax.app import config_file, runner
 from nst_jax.drive import driver
 from nst_jax.errors import UserError
@@ -39,7 +38,7 @@ def _dotted(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_config(preset: str = "default", **overrides: Any
-                ) -> ml_collections.ConfigDict:
+                ) -> cfg.Config:
     """A preset's config with dotted-key overrides, validated.
 
     Args:
@@ -59,7 +58,7 @@ def load_config(preset: str = "default", **overrides: Any
         raise UserError(f"no config {preset!r}: give a config file's path "
                         f"or one of {names}")
     c = cfg.override(config_file.get_config(path), _dotted(overrides))
-    cfg.validate(c)
+    plan.fields(c)
     return c
 
 
@@ -78,7 +77,7 @@ def _as_path(image: Image, folder: str, name: str) -> str:
 
 def stylize(content: Optional[Image] = None,
             style: Union[None, Image, Sequence[Image]] = None,
-            config: Union[None, str, ml_collections.ConfigDict] = None, *,
+            config: Union[None, str, cfg.Config] = None, *,
             workdir: Optional[str] = None, vgg_params=None,
             **overrides: Any) -> np.ndarray:
     """Paints ``content`` in the style of ``style``; returns the picture.
@@ -104,8 +103,9 @@ def stylize(content: Optional[Image] = None,
       UserError: bad input or config (one line saying what to fix).
       FloatingPointError: the loss diverged.
     """
-    base = (config if isinstance(config, ml_collections.ConfigDict)
-            else load_config(config or "default"))
+    base = (load_config(config or "default")
+            if config is None or isinstance(config, (str, os.PathLike))
+            else config)
     styles = list(style) if isinstance(style, (list, tuple)) else [style]
     with tempfile.TemporaryDirectory(prefix="nst_jax-") as tmp:
         paths = {}
@@ -115,9 +115,8 @@ def stylize(content: Optional[Image] = None,
             paths["style"] = tuple(_as_path(s, tmp, f"style{i}")
                                    for i, s in enumerate(styles))
         c = cfg.override(base, {**paths, **_dotted(overrides)})
-        cfg.validate(c)
         if workdir is None:
-            out, _ = driver.stylize(c, vgg_params)
+            out, _ = driver.stylize(plan.build(c), vgg_params)
             return np.asarray(out, np.float32)
         final = runner.execute(c, workdir, vgg_params=vgg_params)
         return images.load(final)

@@ -12,21 +12,15 @@ from __future__ import annotations
 
 import copy
 import json
-import math
-from typing import Any, Optional
+from typing import Any
 
 import ml_collections
 
 from nst_jax.errors import UserError
-from nst_jax.optimize import color, losses
-from nst_jax.vgg import vgg19
 
-OPTIMIZERS = ("adam", "lbfgs", "sgd")
-SCHEDULES = ("constant", "cosine", "exponential")
-INITS = ("content", "noise", "style", "file", "fast")
-METHODS = ("gatys", "fast")
-ALIGN = ("none", "auto", "features", "landmarks", "masks", "flow")
-DTYPES = ("float32", "bfloat16")
+#: The type of a config (what entry points pass to :func:`nst_jax.plan.build`).
+Config = ml_collections.ConfigDict
+
 #: Fields that change how a run is driven or shown, never what it computes:
 #: a resumed run may differ in them.
 NOT_COMPUTED = ("resume", "compile_cache", "plot_layers")
@@ -182,6 +176,11 @@ def to_dict(c: ml_collections.ConfigDict) -> dict[str, Any]:
     return conv(c.to_dict())
 
 
+def defaults() -> dict[str, Any]:
+    """The base config as a JSON-native nested dict."""
+    return to_dict(base())
+
+
 def to_json(c: ml_collections.ConfigDict) -> str:
     return json.dumps(to_dict(c), indent=2, sort_keys=True)
 
@@ -214,178 +213,6 @@ def from_json(text: str) -> ml_collections.ConfigDict:
     return from_dict(json.loads(text))
 
 
-def _finite_nonneg(name: str, v) -> None:
-    if not isinstance(v, (int, float)) or isinstance(v, bool):
-        raise UserError(f"{name} must be a number, got {v!r}")
-    if math.isnan(v) or math.isinf(v) or v < 0:
-        raise UserError(f"{name} must be a finite number >= 0, got {v!r}")
-
-
-def _choice(name: str, v, options) -> None:
-    if v not in options:
-        raise UserError(f"{name} must be one of {', '.join(options)}; "
-                        f"got {v!r}")
-
-
-def _layers(name: str, layers, weights_name: str, weights) -> None:
-    if not layers:
-        raise UserError(f"{name} is empty; give at least one VGG19 layer")
-    try:
-        vgg19.check_layers(layers)
-    except ValueError as e:
-        raise UserError(f"{name}: {e}") from None
-    if weights and len(weights) != len(layers):
-        raise UserError(f"{weights_name} has {len(weights)} entries but "
-                        f"{name} has {len(layers)}; give one weight per "
-                        "layer or () for all 1")
-    for i, w in enumerate(weights):
-        _finite_nonneg(f"{weights_name}[{i}]", w)
-
-
-def validate(c: ml_collections.ConfigDict) -> None:
-    """Checks everything that can be checked without reading files.
-
-    Raises:
-      UserError: one line naming the field, the problem and what to do.
-    """
-    L = c.loss
-    _layers("loss.content_layers", L.content_layers,
-            "loss.content_layer_weights", L.content_layer_weights)
-    _layers("loss.style_layers", L.style_layers,
-            "loss.style_layer_weights", L.style_layer_weights)
-    for k in ("content_weight", "style_weight", "tv_weight"):
-        _finite_nonneg(f"loss.{k}", L[k])
-    _choice("method", c.method, METHODS)
-    _finite_nonneg("fast.strength", c.fast.strength)
-    if c.fast.strength > 1:
-        raise UserError(f"fast.strength must be in [0, 1], got "
-                        f"{c.fast.strength!r}")
-    if not isinstance(c.fast.style_size, int) or c.fast.style_size < 32:
-        raise UserError("fast.style_size must be an integer >= 32")
-    if c.method == "fast" and (c.masks or c.portrait.enabled):
-        raise UserError("method=fast has no masks or portrait gain maps; "
-                        "use method=gatys for those")
-    _choice("optim.name", c.optim.name, OPTIMIZERS)
-    _choice("optim.schedule", c.optim.schedule, SCHEDULES)
-    _choice("init", c.init, INITS)
-    _choice("model.pooling", c.model.pooling, vgg19.POOLINGS)
-    _choice("model.dtype", c.model.dtype, DTYPES)
-    _choice("model.remat", c.model.remat, losses.REMATS)
-    if (not isinstance(c.model.tile_size, int)
-            or isinstance(c.model.tile_size, bool)
-            or not 16 <= c.model.tile_size <= 8192):
-        raise UserError("model.tile_size must be an integer 16..8192 (px), "
-                        f"got {c.model.tile_size!r}")
-    _choice("color.preserve", c.color.preserve, color.PRESERVE_MODES)
-    _choice("color.match_method", c.color.match_method,
-            color.MATCH_METHODS)
-    _choice("portrait.align", c.portrait.align, ALIGN)
-    _finite_nonneg("optim.learning_rate", c.optim.learning_rate)
-    if c.optim.learning_rate == 0:
-        raise UserError("optim.learning_rate must be > 0")
-    if (c.method == "gatys" and c.optim.name == "lbfgs"
-            and c.optim.schedule == "constant"
-            and c.optim.learning_rate != 1.0):
-        raise UserError(
-            f"optim.learning_rate={c.optim.learning_rate!r} has no effect: "
-            f"{inert_fields(c)['optim.learning_rate']}; leave it at 1.0, or "
-            "use --config.optim.schedule=cosine (or exponential) to scale "
-            "L-BFGS's steps")
-    if not 0 <= c.optim.ema_decay < 1:
-        raise UserError(f"optim.ema_decay must be in [0, 1), got "
-                        f"{c.optim.ema_decay!r}")
-    if c.init == "file" and not c.init_path:
-        raise UserError("init is 'file' but init_path is empty; set "
-                        "--config.init_path=IMAGE")
-    if c.style_blend and len(c.style_blend) != max(len(c.style), 1):
-        raise UserError(f"style_blend has {len(c.style_blend)} weights for "
-                        f"{max(len(c.style), 1)} style image(s)")
-    for i, w in enumerate(c.style_blend):
-        _finite_nonneg(f"style_blend[{i}]", w)
-    if c.style_blend and sum(c.style_blend) <= 0:
-        raise UserError("style_blend weights sum to 0; give a positive one")
-    if c.masks and len(c.masks) != max(len(c.style), 1):
-        raise UserError(f"{len(c.masks)} masks for {max(len(c.style), 1)} "
-                        "style image(s); give one mask per style")
-    if not c.style_scale > 0:
-        raise UserError(f"style_scale must be > 0, got {c.style_scale!r}")
-    sizes = tuple(c.multiscale.sizes) or (c.size,)
-    for s in sizes:
-        if not isinstance(s, int) or s < 16:
-            raise UserError(f"image sizes must be integers >= 16, got {s!r}")
-    if c.multiscale.steps and len(c.multiscale.steps) != len(sizes):
-        raise UserError("multiscale.steps needs one entry per "
-                        "multiscale.sizes entry")
-    for name in ("optim.steps", "log_every"):
-        v = c.optim.steps if name == "optim.steps" else c.log_every
-        if not isinstance(v, int) or v < 1:
-            raise UserError(f"{name} must be an integer >= 1, got {v!r}")
-    for s in c.multiscale.steps:
-        if not isinstance(s, int) or s < 1:
-            raise UserError(f"multiscale.steps entries must be >= 1, got {s!r}")
-    for name in ("save_every", "checkpoint_every"):
-        if not isinstance(c[name], int) or c[name] < 0:
-            raise UserError(f"{name} must be an integer >= 0")
-    _validate_ranges(c)
-    marks = (c.portrait.content_landmarks, c.portrait.style_landmarks)
-    if c.portrait.enabled:
-        missing = [l for l in c.portrait.layers
-                   if l not in c.loss.content_layers]
-        if missing:
-            raise UserError(f"portrait.layers {missing} are not content "
-                            "layers; add them to loss.content_layers (the "
-                            "gain maps modulate content targets)")
-        if any(marks) and not all(marks):
-            raise UserError("give both portrait.content_landmarks and "
-                            "portrait.style_landmarks, or neither")
-        if c.portrait.align == "landmarks" and not all(marks):
-            raise UserError("portrait.align=landmarks needs "
-                            "portrait.content_landmarks and "
-                            "portrait.style_landmarks (JSON point files)")
-
-
-def _int_in(name: str, value, lo: int, hi: Optional[int] = None) -> None:
-    if (not isinstance(value, int) or isinstance(value, bool) or value < lo
-            or (hi is not None and value > hi)):
-        span = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-        raise UserError(f"{name} must be an integer {span}, got {value!r}")
-
-
-def _validate_ranges(c: ml_collections.ConfigDict) -> None:
-    """Ranges of the fields the chosen mode may not use: a bad value is
-    refused whether or not this run reads it (it would surprise the day
-    the mode changes, and sweeps copy it to every member)."""
-    _int_in("size", c.size, 16)
-    _int_in("max_pixels", c.max_pixels, 1)
-    _int_in("seed", c.seed, 0)
-    _int_in("optim.memory_size", c.optim.memory_size, 1)
-    if not 0 < c.optim.decay_rate <= 1:
-        raise UserError("optim.decay_rate must be in (0, 1], got "
-                        f"{c.optim.decay_rate!r}")
-    P = c.portrait
-    try:
-        vgg19.check_layers(P.layers)
-        vgg19.check_layers(P.match_layers)
-    except ValueError as e:
-        raise UserError(f"portrait layers: {e}") from None
-    try:
-        vgg19.check_layers(P.local_layers)
-    except ValueError as e:
-        raise UserError(f"portrait.local_layers: {e}") from None
-    if not 0 < P.g_min <= P.g_max:
-        raise UserError("portrait gain clamp needs 0 < g_min <= g_max")
-    _int_in("portrait.match_size", P.match_size, 16, 4096)
-    _int_in("portrait.local_grid", P.local_grid, 1, 16)
-    _finite_nonneg("portrait.local_weight", P.local_weight)
-
-
-def scales(c: ml_collections.ConfigDict) -> list[tuple[int, int]]:
-    """[(long side, steps)] for each scale, coarse to fine."""
-    sizes = tuple(c.multiscale.sizes) or (c.size,)
-    steps = tuple(c.multiscale.steps) or (c.optim.steps,) * len(sizes)
-    return list(zip(sizes, steps))
-
-
 def copy_unlocked(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(copy.deepcopy(c.to_dict()))
 
@@ -398,7 +225,8 @@ def override(c: ml_collections.ConfigDict,
     become tuples where the field is a tuple), through
     ``ConfigDict.update_from_flattened_dict`` on a locked copy, so an
     unknown field or a wrong type raises. Nothing is validated (see
-    :func:`validate`), so tests can build deliberately bad configs.
+    :func:`nst_jax.plan.check`), so tests can build deliberately bad
+    configs.
 
     Raises:
       UserError: an unknown field or a value of the wrong type.
@@ -414,62 +242,3 @@ def override(c: ml_collections.ConfigDict,
             raise UserError(f"override {key}={value!r} has the wrong type "
                             "for that field") from None
     return from_dict(to_dict(new))
-
-
-def inert_fields(c: ml_collections.ConfigDict) -> dict[str, str]:
-    """{dotted field: why it has no effect} under ``c``.
-
-    A sweep that varies only such a field would make identical members,
-    so sweeps refuse it; a config refuses a non-default L-BFGS learning
-    rate (see :func:`validate`).
-    """
-    o, P = c.optim, c.portrait
-    out = {}
-    if c.method == "fast":  # One forward pass: no VGG19, loss or optimiser.
-        for section in ("model", "loss", "optim", "multiscale"):
-            for key in c[section]:
-                out[f"{section}.{key}"] = "method=fast optimises nothing"
-        for key in ("init", "init_path", "seed", "style_scale"):
-            out[key] = "method=fast optimises nothing"
-    elif c.init != "fast":
-        for key in ("weights", "strength", "style_size"):
-            out[f"fast.{key}"] = "only method=fast or init=fast use it"
-    if o.name == "lbfgs" and o.schedule == "constant":
-        out["optim.learning_rate"] = ("L-BFGS with the constant schedule "
-                                      "takes the step its line search picks")
-    if o.schedule != "exponential":
-        out["optim.decay_rate"] = "only the exponential schedule uses it"
-    if o.name != "lbfgs":
-        out["optim.memory_size"] = "only L-BFGS keeps a history"
-    if c.init != "noise":
-        out.setdefault("seed", f"it seeds only init=noise (init is "
-                               f"{c.init!r})")
-    if c.init != "file":
-        out.setdefault("init_path", "only init=file reads it")
-    if c.model.remat != "tiles":
-        out.setdefault("model.tile_size", "only model.remat=tiles uses it")
-    if c.color.preserve != "match":
-        out["color.match_method"] = "only color.preserve=match uses it"
-    if len(c.style) <= 1:
-        out["style_blend"] = "there is only one style image"
-    off = {"content_mask": ("masks",), "style_mask": ("masks",),
-           "flow": ("flow",), "match_layers": ("features", "auto"),
-           "match_size": ("features", "auto"),
-           "content_landmarks": ("features", "landmarks", "auto"),
-           "style_landmarks": ("features", "landmarks", "auto"),
-           "face_weights": ("auto",)}
-    if P.enabled and not P.local_layers:
-        for field in ("local_weight", "local_grid"):
-            out[f"portrait.{field}"] = "portrait.local_layers is empty"
-    for field in ("layers", "g_min", "g_max", "align", "local_layers",
-                  "local_weight", "local_grid", *off):
-        if not P.enabled:
-            out[f"portrait.{field}"] = "portrait.enabled is False"
-        elif field in off and P.align not in off[field]:
-            out[f"portrait.{field}"] = (f"only portrait.align="
-                                        f"{' or '.join(off[field])} uses it")
-    if P.enabled and P.align == "auto" and P.content_landmarks:
-        for field in ("face_weights", "match_layers", "match_size"):
-            out[f"portrait.{field}"] = ("portrait.align=auto with landmark "
-                                        "files uses the files")
-    return out

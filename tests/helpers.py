@@ -6,7 +6,12 @@ import sys
 import threading
 import time
 
-from nst_jax import config as cfg
+from nst_jax import config as cfg, plan as plan_lib
+
+
+def plans(configs) -> list:
+    """Each config's built plan (what the driver takes)."""
+    return [plan_lib.build(c) for c in configs]
 
 
 def small_config(content_path: str, style_path: str, **overrides):

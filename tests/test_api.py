@@ -5,7 +5,6 @@ import os
 import pathlib
 import re
 
-import jax
 import numpy as np
 import pytest
 

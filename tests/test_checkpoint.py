@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from nst_jax import config as cfg
+from nst_jax import config as cfg, plan as plan_lib
 from nst_jax.app import checkpoint, rundir, runner
 from nst_jax.drive import report
 from nst_jax.errors import UserError
@@ -76,8 +76,8 @@ def _savez(path, arrays: dict) -> None:
 def _adam_state(h=8, w=10):
     """A real loop.State (Adam) around a random image, one member."""
     c = small_config("c.png", "s.png")
-    static = loop.static_from_config(c, 4)
-    hp = loop.hparams_from_config(c, 1)
+    static = plan_lib.static(plan_lib.fields(c), 4)
+    hp = plan_lib.hparams(plan_lib.fields(c), 1)
     image = np.random.RandomState(0).normal(size=(1, h, w, 3))
     return loop.init_state(static, np.float32(image), hp)
 
@@ -87,7 +87,7 @@ def test_state_round_trips_by_path(tmp_path, files):
     flat = report.flatten_state(state)
     assert {"image", "opt_state/0/count", "opt_state/0/mu",
             "opt_state/0/nu", "step", "avg"} <= set(flat)
-    d = rundir.RunDir(str(tmp_path / "run"), _config(files), {})
+    d = rundir.RunDir(str(tmp_path / "run"), plan_lib.build(_config(files)), {})
     path = d.save_checkpoint(report.Checkpoint(
         0, 2, flat, [{"step": 2, "loss": 1.0}]))
     stored = _arrays(path)

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from nst_jax import config as cfg
+from nst_jax import config as cfg, plan as plan_lib
 from nst_jax.app import config_file
 from nst_jax.errors import UserError
 
@@ -22,7 +22,7 @@ def load_preset(name, arg=None):
                                   "tiny"])
 def test_presets_validate_and_are_locked(name):
     c = load_preset(name)
-    cfg.validate(c)
+    plan_lib.fields(c)
     with pytest.raises(AttributeError):
         c.loss.styel_weight = 1.0  # A typo must not create a field.
 
@@ -73,16 +73,16 @@ def test_validate_names_the_bad_field(field, value, match):
         node = c[sect]
     node[key] = value
     with pytest.raises(UserError, match=match):
-        cfg.validate(c)
+        plan_lib.fields(c)
 
 
 def test_scales():
     c = cfg.base()
     c.multiscale.sizes = (64, 128)
     c.optim.steps = 7
-    assert cfg.scales(c) == [(64, 7), (128, 7)]
+    assert list(plan_lib.fields(c).scales) == [(64, 7), (128, 7)]
     c.multiscale.steps = (3, 2)
-    assert cfg.scales(c) == [(64, 3), (128, 2)]
+    assert list(plan_lib.fields(c).scales) == [(64, 3), (128, 2)]
 
 
 @pytest.mark.parametrize("field,value,match", [
@@ -95,15 +95,15 @@ def test_validate_names_a_bad_local_style_field(field, value, match):
     with c.unlocked():
         c.portrait[field] = value
     with pytest.raises(UserError, match=match):
-        cfg.validate(c)
+        plan_lib.fields(c)
 
 
 def test_tile_size_is_inert_unless_tiles():
     c = cfg.base()
-    assert "model.tile_size" in cfg.inert_fields(c)
+    assert "model.tile_size" in plan_lib.inert_fields(plan_lib.from_config(c))
     c.model.remat = "tiles"
-    cfg.validate(c)
-    assert "model.tile_size" not in cfg.inert_fields(c)
+    plan_lib.fields(c)
+    assert "model.tile_size" not in plan_lib.inert_fields(plan_lib.from_config(c))
 
 
 def test_face_weights_matter_only_when_auto_searches():
@@ -112,15 +112,15 @@ def test_face_weights_matter_only_when_auto_searches():
     c.portrait.align = "auto"
     c.loss.content_layers = ("relu3_1", "relu4_1", "relu4_2")
     c.loss.content_layer_weights = (1.0, 1.0, 1.0)
-    cfg.validate(c)
-    inert = cfg.inert_fields(c)
+    plan_lib.fields(c)
+    inert = plan_lib.inert_fields(plan_lib.from_config(c))
     assert "portrait.face_weights" not in inert
     assert "portrait.match_size" not in inert  # The fallback uses it.
     c.portrait.content_landmarks = c.portrait.style_landmarks = "a.json"
-    inert = cfg.inert_fields(c)
+    inert = plan_lib.inert_fields(plan_lib.from_config(c))
     assert "portrait.face_weights" in inert and "portrait.match_size" in inert
     c.portrait.align = "features"
-    assert "portrait.face_weights" in cfg.inert_fields(c)
+    assert "portrait.face_weights" in plan_lib.inert_fields(plan_lib.from_config(c))
 
 
 @pytest.mark.parametrize("field,value,match", [
@@ -142,4 +142,4 @@ def test_ranges_are_checked_whatever_the_mode(field, value, match):
     section, _, key = field.rpartition(".")
     (c[section] if section else c)[key] = value
     with pytest.raises(UserError, match=match):
-        cfg.validate(c)
+        plan_lib.fields(c)

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from nst_jax import config as cfg
+from nst_jax import plan as plan_lib
 from nst_jax.drive import driver, inputs
 from nst_jax.io import images
 from nst_jax.optimize import color, losses
 from nst_jax.vgg import vgg19
-from tests.helpers import small_config
+from tests.helpers import plans, small_config
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_multiscale_runs_coarse_to_fine_with_every_optimiser(files, params,
                           "multiscale.steps": (2, 3), "optim.name": opt,
                           "optim.learning_rate": {"sgd": 1e-3, "adam": 4.0,
                                                   "lbfgs": 1.0}[opt]})
-    img, metrics = driver.stylize(c, params)
+    img, metrics = driver.stylize(plan_lib.build(c), params)
     assert img.shape == (32, 32, 3)
     assert [(m["scale"], m["size"], m["step"]) for m in metrics] == [
         (0, 24, 2), (1, 32, 4), (1, 32, 5)]
@@ -60,7 +60,7 @@ def test_masks_give_each_region_its_own_style(files, params):
         "masks": (files["left"], files["right"]),
         "loss.style_weight": 1.0, "loss.content_weight": 0.0,
         "optim.steps": 30, "optim.learning_rate": 8.0, "log_every": 10})
-    img, _ = driver.stylize(c, params)
+    img, _ = driver.stylize(plan_lib.build(c), params)
     layer = "relu1_1"
     feats = vgg19.features(params, img, (layer,))[layer]
     h, w = feats.shape[1:3]
@@ -80,7 +80,7 @@ def test_mask_count_must_match_styles(files):
     from nst_jax.errors import UserError
     c = _config(files, masks=(files["left"], files["right"]))
     with pytest.raises(UserError, match="one mask per style"):
-        cfg.validate(c)
+        plan_lib.fields(c)
 
 
 @pytest.mark.parametrize("init", ["content", "noise", "style", "file"])
@@ -88,7 +88,7 @@ def test_init_options(files, params, init):
     c = _config(files, init=init, init_path=files["stripes"],
                 **{"optim.steps": 1, "log_every": 1})
     c.optim.learning_rate = 1e-6  # One negligible step: see the start.
-    img, _ = driver.stylize(c, params)
+    img, _ = driver.stylize(plan_lib.build(c), params)
     expect = {"content": images.load(files["content"], 32),
               "style": images.load(files["red"], 32),
               "file": images.load(files["stripes"], 32)}.get(init)
@@ -102,7 +102,7 @@ def test_init_options(files, params, init):
 def test_luminance_preservation_keeps_content_chroma(files, params):
     c = _config(files, **{"color.preserve": "luminance",
                           "loss.style_weight": 1.0, "optim.steps": 6})
-    img, _ = driver.stylize(c, params)
+    img, _ = driver.stylize(plan_lib.build(c), params)
     content = images.load(files["content"], 32)
     iq_out = color.rgb_to_yiq(img)[..., 1:]
     iq_content = color.rgb_to_yiq(content)[..., 1:]
@@ -117,13 +117,13 @@ def test_luminance_preservation_keeps_content_chroma(files, params):
 def test_colour_match_recolours_the_style_targets(files, params):
     c = _config(files, **{"color.preserve": "match",
                           "color.match_method": "histogram"})
-    inp = inputs.prepare(c, 32)
+    inp = inputs.prepare(plan_lib.build(c), 32)
     content_mean = inp.content_rgb.reshape(-1, 3).mean(0)
     raw = images.load(files["red"], 32).reshape(-1, 3).mean(0)
     matched = inp.style_rgbs[0].reshape(-1, 3).mean(0)
     assert np.abs(matched - content_mean).max() < 5.0
     assert np.abs(raw - content_mean).max() > 50.0
-    img, metrics = driver.stylize(c, params)
+    img, metrics = driver.stylize(plan_lib.build(c), params)
     assert np.isfinite(img).all() and len(metrics) == 2
 
 
@@ -136,7 +136,7 @@ def test_luminance_coarse_to_fine_carries_the_grey_optimised_image(
                           "multiscale.steps": (1, 1), "log_every": 1,
                           "optim.learning_rate": 1e-6})
     seen = []
-    driver.run_group([c], params, callback=lambda info: seen.append(
+    driver.run_group(plans([c]), params, callback=lambda info: seen.append(
         (info.scale, info.raw_images[0], info.images[0])))
     (s0, raw0, out0), (s1, raw1, out1) = seen
     assert (s0, s1) == (0, 1) and raw1.shape == (32, 32, 3)

@@ -8,12 +8,12 @@ import os
 import numpy as np
 import pytest
 
-from nst_jax import config as cfg
+from nst_jax import config as cfg, plan as plan_lib
 from nst_jax.app import rundir
-from nst_jax.drive import driver, inputs
+from nst_jax.drive import grouping, inputs
 from nst_jax.errors import UserError
 from nst_jax.io import images
-from tests.helpers import small_config
+from tests.helpers import plans, small_config
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_prepare_sizes_every_image_to_the_scale_keeping_aspect(files):
         "style": (files["style"], files["style2"]),
         "masks": (files["left"], files["right"]),
         "init": "file", "init_path": files["init"], "style_scale": 0.5})
-    inp = inputs.prepare(c, 24)
+    inp = inputs.prepare(plan_lib.build(c), 24)
     # Long side 24, the 2:3 aspect kept.
     assert inp.content_rgb.shape == (16, 24, 3)
     np.testing.assert_array_equal(inp.original_rgb, inp.content_rgb)
@@ -61,7 +61,7 @@ def test_prepare_sizes_every_image_to_the_scale_keeping_aspect(files):
         assert a.dtype == np.float32
         assert a.min() >= -1 and a.max() <= 256  # RGB 0..255 (Lanczos).
     # Another scale of the same config: everything follows.
-    big = inputs.prepare(c, 48)
+    big = inputs.prepare(plan_lib.build(c), 48)
     assert big.content_rgb.shape == (32, 48, 3)
     assert big.masks.shape == (2, 32, 48)
     assert [s.shape[:2] for s in big.style_rgbs] == [(24, 24), (24, 14)]
@@ -70,7 +70,7 @@ def test_prepare_sizes_every_image_to_the_scale_keeping_aspect(files):
 def test_prepare_luminance_greys_the_content_and_keeps_the_original(files):
     c = small_config(files["content"], files["style"],
                      **{"color.preserve": "luminance"})
-    inp = inputs.prepare(c, 24)
+    inp = inputs.prepare(plan_lib.build(c), 24)
     grey = inp.content_rgb
     assert np.abs(grey - grey.mean(-1, keepdims=True)).max() < 1e-3
     np.testing.assert_allclose(
@@ -84,27 +84,27 @@ def test_input_paths_lists_every_file_a_run_reads_by_role(files):
         "style": (files["style"], files["style2"]),
         "masks": (files["left"], files["right"]),
         "init": "file", "init_path": files["init"]})
-    assert inputs.input_paths(c) == {
+    assert plan_lib.input_paths(plan_lib.from_config(c)) == {
         "content": files["content"], "style0": files["style"],
         "style1": files["style2"], "mask0": files["left"],
         "mask1": files["right"], "init": files["init"]}
     # init_path is read only when init is "file".
     c = cfg.override(c, {"init": "content", "masks": ()})
-    assert set(inputs.input_paths(c)) == {"content", "style0", "style1"}
+    assert set(plan_lib.input_paths(plan_lib.from_config(c))) == {"content", "style0", "style1"}
     # Portrait face masks, only when that alignment is on.
     c = cfg.override(c, {"portrait.content_mask": files["left"],
                          "portrait.style_mask": files["right"],
                          "portrait.align": "masks"})
-    assert "content_mask" not in inputs.input_paths(c)
+    assert "content_mask" not in plan_lib.input_paths(plan_lib.from_config(c))
     c = cfg.override(c, {"portrait.enabled": True})
-    paths = inputs.input_paths(c)
+    paths = plan_lib.input_paths(plan_lib.from_config(c))
     assert (paths["content_mask"], paths["style_mask"]) == (
         files["left"], files["right"])
     # No content or style given: the bundled defaults, which exist.
     c = cfg.override(cfg.base(), {"content": "", "style": ()})
-    paths = inputs.input_paths(c)
-    assert paths == {"content": inputs.DEFAULT_CONTENT,
-                     "style0": inputs.DEFAULT_STYLE}
+    paths = plan_lib.input_paths(plan_lib.from_config(c))
+    assert paths == {"content": plan_lib.DEFAULT_CONTENT,
+                     "style0": plan_lib.DEFAULT_STYLE}
     assert all(os.path.isfile(p) for p in paths.values())
 
 
@@ -115,12 +115,12 @@ def test_check_names_the_role_of_a_missing_file(files, tmp_path):
         "masks": (files["left"], missing)})
     with pytest.raises(UserError, match=r"^mask1 file .*gone\.png does not "
                                         "exist"):
-        inputs.check(c)
+        inputs.check(plan_lib.build(c))
     c = small_config(files["content"], files["style"],
                      **{"init": "file", "init_path": str(tmp_path)})
     with pytest.raises(UserError, match="^init path .* is a directory"):
-        inputs.check(c)
-    inputs.check(small_config(files["content"], files["style"]))
+        inputs.check(plan_lib.build(c))
+    inputs.check(plan_lib.build(small_config(files["content"], files["style"])))
 
 
 # ---------------------------------------------------------------- rundir
@@ -137,7 +137,7 @@ def test_run_dir_writes_config_then_manifest_running_then_done(
     c = small_config(files["content"], files["style"])
     path = tmp_path / "run"
     carried = [{"step": 2, "loss": 5.0}]
-    rd = rundir.RunDir(str(path), c, {"kind": "test"}, metrics=carried)
+    rd = rundir.RunDir(str(path), plan_lib.build(c), {"kind": "test"}, metrics=carried)
     assert written == [("config.json", None), ("manifest.json", "running")]
     with open(path / "config.json") as f:
         assert json.load(f) == cfg.to_dict(c)
@@ -150,7 +150,7 @@ def test_run_dir_writes_config_then_manifest_running_then_done(
             .splitlines()] == carried
     # A directory that holds a run is never reused.
     with pytest.raises(UserError, match="already holds a run"):
-        rundir.RunDir(str(path), c, {})
+        rundir.RunDir(str(path), plan_lib.build(c), {})
 
     image = np.full((8, 12, 3), 128, np.float32)
     out = rd.finish("done", image, seconds=1.5)
@@ -166,7 +166,7 @@ def test_run_dir_writes_config_then_manifest_running_then_done(
 
 def test_run_dir_names_the_image_by_status(files, tmp_path):
     c = small_config(files["content"], files["style"])
-    rd = rundir.RunDir(str(tmp_path / "run"), c, {})
+    rd = rundir.RunDir(str(tmp_path / "run"), plan_lib.build(c), {})
     out = rd.finish("interrupted", np.zeros((4, 4, 3), np.float32))
     assert os.path.basename(out) == "interrupted.png"
     # (log.txt only where the process logs to its first run directory.)
@@ -185,15 +185,15 @@ def test_group_joins_members_that_differ_only_in_traced_fields(files):
         ("loss.tv_weight", 1e-2), ("loss.style_layer_weights", (1.0, 2.0)),
         ("optim.learning_rate", 1.0), ("optim.ema_decay", 0.5),
         ("seed", 7)]]
-    assert driver.group(traced) == [list(range(len(traced)))]
+    assert grouping.group(plans(traced)) == [list(range(len(traced)))]
     # Any field the program depends on sets a member apart.
     apart = [cfg.override(base, {k: v}) for k, v in [
         ("size", 24), ("optim.steps", 6), ("optim.name", "sgd"),
         ("loss.style_layers", ("relu1_1",)), ("model.pooling", "avg")]]
     n = len(traced)
-    assert driver.group(traced + apart) == (
+    assert grouping.group(plans(traced + apart)) == (
         [list(range(n))] + [[n + i] for i in range(len(apart))])
     # Groups come in order of first appearance, members in their order.
     mixed = [apart[0], base, cfg.override(apart[0], {"seed": 3}),
              traced[-1]]
-    assert driver.group(mixed) == [[0, 2], [1, 3]]
+    assert grouping.group(plans(mixed)) == [[0, 2], [1, 3]]

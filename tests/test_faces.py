@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from nst_jax import config as cfg
+from nst_jax import config as cfg, plan as plan_lib
 from nst_jax.app import runner
 from nst_jax.app.config_file import get_config
 from nst_jax.drive import inputs, targets
@@ -219,7 +219,7 @@ def test_auto_finds_the_photo_and_falls_back_when_the_painting_has_none(
     runner.execute(c, str(wd), vgg_params=real_params, out=out)
     said = out.getvalue()
     assert "content" in said and "face found" in said
-    assert ("no face found in " + inputs.DEFAULT_STYLE) in said
+    assert ("no face found in " + plan_lib.DEFAULT_STYLE) in said
     assert "aligning by features" in said
     manifest = json.loads((wd / "manifest.json").read_text())
     assert manifest["faces"]["alignment"] == "features"
@@ -239,8 +239,8 @@ def test_auto_morphs_by_the_found_points(real_params, nets, tmp_path,
                         lambda *a, **k: pytest.fail("PatchMatch ran"))
     c = _preset(content=str(PORTRAITS["grace_hopper"]),
                 style=(str(PORTRAITS["woman_with_hat"]),))
-    found = inputs.detected_landmarks(c, (48, 41))
-    s = inputs.face_search(c)
+    found = inputs.detected_landmarks(plan_lib.build(c), (48, 41))
+    s = inputs.face_search(plan_lib.build(c))
     for got, role in zip(found, ("content", "style")):
         np.testing.assert_allclose(got, landmarks.to_frame(
             s[role].face.points_xy[:, ::-1], s[role].image_hw, (48, 41)))
@@ -260,8 +260,8 @@ def test_landmark_files_win_over_detection(real_params, monkeypatch,
     marks = str(MARKS / "astronaut.json")
     c = _preset(**{"portrait.content_landmarks": marks,
                    "portrait.style_landmarks": marks,
-                   "style": (inputs.DEFAULT_CONTENT,)})
-    assert not inputs.detects_faces(c)
+                   "style": (plan_lib.DEFAULT_CONTENT,)})
+    assert not inputs.detects_faces(plan_lib.fields(c))
     runner.execute(c, str(tmp_path / "run"), vgg_params=real_params,
                    out=io.StringIO())
 
@@ -285,7 +285,7 @@ def test_landmarks_script_writes_a_file_the_preset_reads(nets, tmp_path):
     images.save(sky, np.full((64, 96, 3), 120.0, np.float32))
     p = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "landmarks.py"),
-         inputs.DEFAULT_CONTENT, str(sky), f"--out_dir={tmp_path}"],
+         plan_lib.DEFAULT_CONTENT, str(sky), f"--out_dir={tmp_path}"],
         capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 1, p.stderr  # The sky shows no face.
     assert "sky.png: no face found" in p.stdout
@@ -296,7 +296,7 @@ def test_landmarks_script_writes_a_file_the_preset_reads(nets, tmp_path):
     for stem in ("content", "sky"):
         png = images.load(tmp_path / f"{stem}_landmarks.png")
         assert png.shape[:2] == images.load(
-            inputs.DEFAULT_CONTENT if stem == "content" else sky).shape[:2]
+            plan_lib.DEFAULT_CONTENT if stem == "content" else sky).shape[:2]
     assert not (tmp_path / "sky.json").exists()
     p = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "landmarks.py"),

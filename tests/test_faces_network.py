@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from nst_jax.errors import WeightsError
-from nst_jax.faces import network, ops, tflite, weights
+from nst_jax.faces import weights
+from nst_jax.tflite import model as tflite, network, ops
 
 # Made by tests/data/make_face_fixture.py (see its docstring for the keys).
 DATA = os.path.join(os.path.dirname(__file__), "data", "face_parity.npz")

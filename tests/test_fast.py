@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from nst_jax import config as cfg
+from nst_jax import config as cfg, plan as plan_lib
 from nst_jax.app import runner, sweep
 from nst_jax.drive import driver
 from nst_jax.errors import UserError
@@ -158,10 +158,10 @@ def test_init_fast_starts_the_optimisation_from_the_painting(photos):
         "content": photos["a"], "style": (photos["dots"],), "size": 64,
         "init": "fast", "optim.steps": 1, "log_every": 1,
         "optim.learning_rate": 1e-6})
-    start, _ = driver.stylize(c, vgg19.random_params(0),
+    start, _ = driver.stylize(plan_lib.build(c), vgg19.random_params(0),
                               fast_weights.load_params())
-    fast, _ = driver.stylize(_fast(content=photos["a"],
-                                   style=(photos["dots"],)))
+    fast, _ = driver.stylize(plan_lib.build(_fast(content=photos["a"],
+                                   style=(photos["dots"],))))
     assert np.abs(start - fast).max() < 1.0
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
+from nst_jax import plan as plan_lib
 from nst_jax.errors import UserError
 from nst_jax.io import images
 
@@ -359,7 +360,6 @@ def test_a_run_decodes_each_input_once(real_params, tmp_path, monkeypatch):
         "portrait.match_size": 48, "portrait.local_layers": ("relu2_1",)})
     runner.execute(c, str(tmp_path / "run"), vgg_params=real_params,
                    out=stdio.StringIO())
-    from nst_jax.drive import inputs
-    content = os.path.abspath(inputs.DEFAULT_CONTENT)
+    content = os.path.abspath(plan_lib.DEFAULT_CONTENT)
     assert calls[content] == 1, calls
-    assert calls[os.path.abspath(inputs.DEFAULT_STYLE)] == 1, calls
+    assert calls[os.path.abspath(plan_lib.DEFAULT_STYLE)] == 1, calls

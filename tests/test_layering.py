@@ -11,14 +11,18 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "nst_jax"
 LAYERS = (
     ("errors",),
     ("io",),
+    ("figures",),
     ("vgg",),
     ("optimize", "portrait", "fast"),
     ("weights",),
+    ("tflite",),
     ("faces",),
     ("config",),
+    ("plan",),
+    ("memory",),
     ("drive",),
     ("app",),
-    ("evals",),
+    ("evals", "bench"),
     ("api",),
 )
 LEVEL = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}

@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from nst_jax import config as cfg
+from nst_jax import config as cfg, plan as plan_lib
 from nst_jax.drive import sharding, targets
 from nst_jax.optimize import loop, losses, optim
 from nst_jax.vgg import vgg19
@@ -29,12 +29,12 @@ def _setup(params, name="adam", dtype="float32", **optim_fields):
     c.optim.learning_rate = {"adam": 2.0, "sgd": 1e-3, "lbfgs": 1.0}[name]
     for k, v in optim_fields.items():
         c.optim[k] = v
-    cfg.validate(c)
+    plan_lib.fields(c)
     rng = np.random.RandomState(0)
     content = rng.uniform(0, 255, (20, 24, 3)).astype(np.float32)
     style = rng.uniform(0, 255, (22, 22, 3)).astype(np.float32)
-    static = loop.static_from_config(c, 10)
-    hp = jax.tree_util.tree_map(jnp.asarray, loop.hparams_from_config(c, 1))
+    static = plan_lib.static(plan_lib.fields(c), 10)
+    hp = jax.tree_util.tree_map(jnp.asarray, plan_lib.hparams(plan_lib.fields(c), 1))
     tgt = targets.compute(params, static.spec, content, [style])
     return c, static, hp, tgt, content
 

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_jax import config as cfg
+from nst_jax import config as cfg, plan as plan_lib
 from nst_jax.app import sweep
-from nst_jax.drive import memory
+from nst_jax.memory import fit as memory
 from nst_jax.errors import UserError
 from nst_jax.optimize import losses
 from nst_jax.vgg import vgg19
@@ -27,7 +27,7 @@ def _config(**overrides):
 
 
 def _total(config, side, platform="cpu", members=1):
-    return memory.estimate(config, members, (side, side), platform).total
+    return memory.estimate(plan_lib.fields(config), members, (side, side), platform).total
 
 
 def test_estimate_grows_with_the_pixel_count():
@@ -68,21 +68,21 @@ def test_remat_and_bfloat16_lower_the_estimate():
                                                   rel=1e-3)
         bigger = cfg.override(tiles, {"model.tile_size": 512})
         assert _total(bigger, 1024) > _total(tiles, 1024)
-    e = memory.estimate(c, hw=(64, 64), platform="gpu")
+    e = memory.estimate(plan_lib.fields(c), hw=(64, 64), platform="gpu")
     assert e.where == "device" and "runtime" not in e.parts
 
 
 def test_output_hw_reads_only_the_header(tmp_path):
     path = tmp_path / "wide.png"
     Image.new("RGB", (300, 200)).save(path)
-    assert memory.output_hw(_config(content=str(path), size=600)) == (
-        400, 600)
+    assert memory.output_hw(plan_lib.build(_config(
+        content=str(path), size=600))) == (400, 600)
     # The largest scale counts, whatever its place in the list.
     c = _config(**{"content": str(path), "multiscale.sizes": (900, 300)})
-    assert memory.output_hw(c) == (600, 900)
-    # Unreadable: the square bound (inputs.check reports the file).
-    assert memory.output_hw(_config(content=str(tmp_path / "no.png"),
-                                    size=128)) == (128, 128)
+    assert memory.output_hw(plan_lib.build(c)) == (600, 900)
+    # A plan that read no header (plan.fields): the square bound.
+    assert memory.output_hw(plan_lib.fields(_config(
+        content=str(tmp_path / "no.png"), size=128))) == (128, 128)
 
 
 def test_a_run_that_cannot_fit_is_refused_in_one_line(monkeypatch, caplog):
@@ -92,24 +92,24 @@ def test_a_run_that_cannot_fit_is_refused_in_one_line(monkeypatch, caplog):
     monkeypatch.delenv(memory.ENV, raising=False)
     big = _config(size=4096)
     with pytest.raises(UserError) as e:
-        memory.check(big)
+        memory.check(plan_lib.build(big))
     msg = str(e.value)
     assert "\n" not in msg and "2.0 GiB is available (test limit)" in msg
     assert "--config.model.remat=tiles" in msg and memory.ENV in msg
     fit = int(msg.split("to about ")[1].split(" px")[0])
     assert 16 <= fit < 4096
     assert _total(_config(size=fit), fit) <= 2 * 2 ** 30
-    assert memory.check(_config(size=64)).total < 2 * 2 ** 30
-    assert memory.check(_config(method="fast", size=4096)) is None
+    assert memory.check(plan_lib.build(_config(size=64))).total < 2 * 2 ** 30
+    assert memory.check(plan_lib.build(_config(method="fast", size=4096))) is None
     monkeypatch.setenv(memory.ENV, "warn")
-    with caplog.at_level(logging.WARNING, logger="nst_jax.drive.memory"):
-        assert memory.check(big) is not None
+    with caplog.at_level(logging.WARNING, logger="nst_jax.memory.fit"):
+        assert memory.check(plan_lib.build(big)) is not None
     assert "GiB is available" in caplog.text
     monkeypatch.setenv(memory.ENV, "off")
-    assert memory.check(big) is None
+    assert memory.check(plan_lib.build(big)) is None
     monkeypatch.setenv(memory.ENV, "maybe")
     with pytest.raises(UserError, match=memory.ENV):
-        memory.check(big)
+        memory.check(plan_lib.build(big))
 
 
 def test_available_memory_is_read():
@@ -191,4 +191,4 @@ def test_remat_setting_is_checked():
         vgg19.extract(vgg19.random_params(0), jnp.zeros((1, 8, 8, 3)),
                       ("relu1_1",), remat="all")
     with pytest.raises(UserError, match="model.remat"):
-        cfg.validate(_config(**{"model.remat": "all"}))
+        plan_lib.fields(_config(**{"model.remat": "all"}))

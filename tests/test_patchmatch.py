@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax.portrait import alignment, patchmatch
+from nst_jax.portrait import alignment, nnf_search, patchmatch
 from nst_jax.vgg import vgg19
 
 _LAYERS = ("relu4_1", "relu3_1", "relu2_1")
@@ -134,7 +134,7 @@ def test_upsampled_starts_keep_a_shift_and_interpolate_a_ramp():
     hc, wc = 6, 5
     grid = _grid(hc, wc)
     shift = (grid + [2, 1]).astype(np.int32)
-    starts = np.asarray(patchmatch.upsample_field(
+    starts = np.asarray(nnf_search.upsample_field(
         jnp.asarray(shift), (12, 10), (20, 16), (2, 2, 2, 2)))
     assert starts.shape == (5, 12, 10, 2) and starts.dtype == np.int32
     want = np.clip(_grid(12, 10) + [4, 2], 0, [19, 15])
@@ -145,7 +145,7 @@ def test_upsampled_starts_keep_a_shift_and_interpolate_a_ramp():
     # coarse x / 2 - 0.25) where the nearest ones step.
     ramp = grid.copy()
     ramp[..., 0] += grid[..., 1]
-    starts = np.asarray(patchmatch.upsample_field(
+    starts = np.asarray(nnf_search.upsample_field(
         jnp.asarray(ramp.astype(np.int32)), (12, 10), (40, 40), (2, 2, 2, 2)))
     fine = _grid(12, 10)
     at = np.clip((fine[..., 1] + 0.5) / 2 - 0.5, 0, wc - 1)
@@ -157,8 +157,8 @@ def test_upsampled_starts_keep_a_shift_and_interpolate_a_ramp():
 
 def test_same_shapes_are_not_traced_again(monkeypatch):
     traces = []
-    real = patchmatch.patch_distance
-    monkeypatch.setattr(patchmatch, "patch_distance",
+    real = nnf_search.patch_distance
+    monkeypatch.setattr(nnf_search, "patch_distance",
                         lambda *a: traces.append(1) or real(*a))
     rng = np.random.default_rng(5)
     # Shapes no other test uses, so the first call must trace.

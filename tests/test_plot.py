@@ -12,7 +12,8 @@ from PIL import Image
 
 from nst_jax import config as cfg
 from nst_jax.app import runner
-from nst_jax.io import plot
+from nst_jax.figures import loss_panels, plot
+from nst_jax.figures.loss_curve import _LAYER_COLOURS
 from nst_jax.vgg import vgg19
 from tests.test_config import load_preset
 
@@ -120,10 +121,10 @@ def test_one_panel_per_term_stacked_on_a_shared_step_axis(tmp_path):
         assert upper.bottom < lower.top
         assert (upper.left, upper.right, upper.x0, upper.x1) == (
             lower.left, lower.right, lower.x0, lower.x1)
-    assert img.shape[:2] == (boxes[-1].bottom + plot._BOTTOM, 640)
+    assert img.shape[:2] == (boxes[-1].bottom + loss_panels._BOTTOM, 640)
     for key, p in ps.items():
         # Each term in its own colour in its own panel only.
-        colour = plot._COLOURS[key]
+        colour = loss_panels._COLOURS[key]
         assert _is(_inside(img, p), colour).sum() > (5 if key == "local"
                                                       else 100), key
         for other in boxes:
@@ -139,18 +140,19 @@ def test_a_30_percent_fall_fills_its_panel(tmp_path):
                 "content": 1e3 * (1 + k / 300), "style": 1e11 * 0.99 ** k,
                 "tv": 5e4} for k in range(25, 301, 25)]
     img, ps = _draw(tmp_path, metrics)
-    top, bottom = _curve_rows(img, ps["loss"], plot._COLOURS["loss"])
+    top, bottom = _curve_rows(img, ps["loss"], loss_panels._COLOURS["loss"])
     assert bottom - top > 0.7, (top, bottom)
     # Falling: its first point near the top, its last near the bottom.
     p = ps["loss"]
     last = metrics[-1]["loss"] / metrics[0]["loss"]
     assert p.py(1.0) < p.top + 0.2 * (p.bottom - p.top)
     assert p.py(last) > p.bottom - 0.2 * (p.bottom - p.top)
-    top, bottom = _curve_rows(img, ps["content"], plot._COLOURS["content"])
+    top, bottom = _curve_rows(img, ps["content"],
+                              loss_panels._COLOURS["content"])
     assert bottom - top > 0.7, (top, bottom)
     # A term that does not move is a flat line mid-panel, not noise blown
     # up to the panel's height.
-    top, bottom = _curve_rows(img, ps["tv"], plot._COLOURS["tv"])
+    top, bottom = _curve_rows(img, ps["tv"], loss_panels._COLOURS["tv"])
     assert bottom - top < 0.05 and 0.4 < top < 0.6, (top, bottom)
 
 
@@ -204,8 +206,8 @@ def test_a_new_scale_is_a_dashed_line_at_its_first_step(tmp_path):
         assert 0.3 < share < 0.7, (p.key, share)
     # Each scale's size is written in the row above the panels, just
     # right of the line; the first scale's at the left edge.
-    row = first.top - plot._HEADER_H
-    band = img[row - plot._SCALES_H:row]
+    row = first.top - loss_panels._HEADER_H
+    band = img[row - loss_panels._SCALES_H:row]
     assert (band[:, x + 2:x + 40] < 128).any()
     assert (band[:, first.left + 2:first.left + 40] < 128).any()
     assert not (band[:, first.left + 45:x - 2] < 128).any()
@@ -216,8 +218,8 @@ def test_one_scale_draws_no_mark_and_no_size(tmp_path):
     first = ps["loss"]
     for p in ps.values():
         assert not _is(_inside(img, p), plot.SCALE_MARK).any()
-    row = first.top - plot._HEADER_H
-    assert not (img[row - plot._SCALES_H:row] < 128).any()
+    row = first.top - loss_panels._HEADER_H
+    assert not (img[row - loss_panels._SCALES_H:row] < 128).any()
 
 
 def test_curves_break_where_the_scale_changes(tmp_path):
@@ -231,18 +233,19 @@ def test_curves_break_where_the_scale_changes(tmp_path):
                                    | _is(gap, plot.GRID)), key
         # ... while within a scale each term is one unbroken line.
         inside = img[p.top + 1:p.bottom, round(p.px(30)):round(p.px(95))]
-        assert _is(inside, plot._COLOURS[key]).any(axis=0).all(), key
+        assert _is(inside, loss_panels._COLOURS[key]).any(axis=0).all(), key
 
 
 def test_headers_name_the_term_and_give_its_change(tmp_path):
     img, ps = _draw(tmp_path, _records())
     for key, p in ps.items():
-        header = img[p.top - plot._HEADER_H:p.top - 1, p.left:p.right]
+        header = img[p.top - loss_panels._HEADER_H:p.top - 1, p.left:p.right]
         # The title in black, the change per scale in the term's colour
         # (anti-aliased text: pixels near it).
         assert _is(header, (0, 0, 0)).any(), key
         if key != "loss":
-            near = np.abs(header.astype(int) - plot._COLOURS[key]).max(-1)
+            near = np.abs(header.astype(int)
+                          - loss_panels._COLOURS[key]).max(-1)
             assert (near < 40).sum() > 30, key
 
 
@@ -277,7 +280,7 @@ def test_per_layer_style_curves_only_when_asked(tmp_path):
     assert plot.LAYERS_PANEL not in ps_off
     assert list(ps_on) == list(ps_off) + [plot.LAYERS_PANEL]
     layer_panel = ps_on[plot.LAYERS_PANEL]
-    for colour in plot._LAYER_COLOURS[:len(LAYERS)]:
+    for colour in _LAYER_COLOURS[:len(LAYERS)]:
         assert not _is(off, colour).any()
         # Drawn inside their panel (not only as a legend swatch).
         assert _is(_inside(on, layer_panel), colour).sum() > 100
@@ -286,7 +289,7 @@ def test_per_layer_style_curves_only_when_asked(tmp_path):
     ends = [plot.relative_segments(metrics, k)[-1][-1][1]
             for k in plot.layer_keys(metrics)]
     assert ends == sorted(ends, reverse=True)
-    colour = plot._LAYER_COLOURS[len(LAYERS) - 1]
+    colour = _LAYER_COLOURS[len(LAYERS) - 1]
     deepest = np.flatnonzero(_is(on[:, round(layer_panel.px(300)) - 3],
                                  colour))
     assert deepest.size and deepest.min() > layer_panel.py(ends[1])
@@ -325,5 +328,5 @@ def test_a_coarse_to_fine_run_records_and_plots_scales_and_layers(
         assert _is(_inside(img, p)[:, x], plot.SCALE_MARK).mean() > 0.3
     # One record per scale: every layer's dot sits at 100%, the deepest
     # drawn last, on top.
-    deepest = plot._LAYER_COLOURS[len(config.loss.style_layers) - 1]
+    deepest = _LAYER_COLOURS[len(config.loss.style_layers) - 1]
     assert _is(_inside(img, ps[plot.LAYERS_PANEL]), deepest).any()

@@ -10,9 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from nst_jax import config as cfg
+from nst_jax import config as cfg, plan as plan_lib
 from nst_jax.app import runner
-from nst_jax.drive import driver, inputs
+from nst_jax.drive import driver
 from nst_jax.io import images
 from nst_jax.portrait import alignment, gains as gain_maps, patchmatch
 from nst_jax.vgg import vgg19
@@ -261,8 +261,8 @@ def _preset(**over):
 def face_files(tmp_path_factory):
     """Face masks for the embedded pair and flows (any size, same aspect)."""
     d = tmp_path_factory.mktemp("portrait")
-    content_hw = images.load(inputs.DEFAULT_CONTENT).shape[:2]
-    style_hw = images.load(inputs.DEFAULT_STYLE).shape[:2]
+    content_hw = images.load(plan_lib.DEFAULT_CONTENT).shape[:2]
+    style_hw = images.load(plan_lib.DEFAULT_STYLE).shape[:2]
     paths = {}
     for name, hw, centre in (("content_mask", content_hw, (0.4, 0.5)),
                              ("style_mask", style_hw, (0.5, 0.4))):
@@ -332,7 +332,7 @@ def test_the_flow_steers_the_gain_targets(face_files, params):
     for name in ("identity", "shifted"):
         c = _preset(**{"portrait.align": "flow",
                        "portrait.flow": face_files[name]})
-        out[name], _ = driver.stylize(c, params)
+        out[name], _ = driver.stylize(plan_lib.build(c), params)
     assert np.abs(out["identity"] - out["shifted"]).mean() > 0.1
 
 
@@ -372,7 +372,7 @@ def test_local_style_term_pulls_each_cell_toward_the_aligned_painting(
                        "portrait.local_weight": weight,
                        "multiscale.sizes": (48,), "multiscale.steps": (6,),
                        "log_every": 6})
-        _, metrics = driver.stylize(c, params)
+        _, metrics = driver.stylize(plan_lib.build(c), params)
         assert "local" in metrics[-1]
         local[weight] = metrics[-1]["local"]
     assert local[1.0] < 0.5 * local[0.0], local

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_jax import config as cfg
+from nst_jax import config as cfg, plan as plan_lib
 from nst_jax.app import runner, sweep
-from nst_jax.drive import driver
+from nst_jax.drive import driver, grouping
 from nst_jax.errors import UserError
 from nst_jax.optimize import loop
 from nst_jax.vgg import vgg19
-from tests.helpers import interrupt_when
+from tests.helpers import interrupt_when, plans
 from tests.test_config import load_preset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,7 +66,7 @@ def test_expand_and_group():
     assert base.loss.style_weight == load_preset("tiny").loss.style_weight
     with pytest.raises(AttributeError):  # Members are locked.
         members[0].loss.styel_weight = 1.0
-    assert driver.group(members) == [[0, 1, 2], [3, 6], [4], [5]]
+    assert grouping.group(plans(members)) == [[0, 1, 2], [3, 6], [4], [5]]
     assert sweep.varying_keys(members[:3]) == [
         "loss.style_layer_weights", "loss.style_weight", "optim.ema_decay",
         "seed"]
@@ -91,10 +91,10 @@ def test_empty_sweep_raises():
 def test_batched_members_equal_runs_alone(params, opt):
     members = sweep.expand(_tiny(init="noise", **{"optim.name": opt}),
                            _sweep3)
-    res = driver.run_group(members, params)
+    res = driver.run_group(plans(members), params)
     assert res.status == ["done"] * 3
     for i, c in enumerate(members):
-        alone, metrics = driver.stylize(c, params)
+        alone, metrics = driver.stylize(plan_lib.build(c), params)
         assert _rel(res.images[i], alone) <= 1e-4
         assert [m["step"] for m in res.metrics[i]] == [2, 4]
         np.testing.assert_allclose(res.metrics[i][-1]["loss"],
@@ -108,8 +108,10 @@ import json, jax
 from nst_jax.app import sweep
 from nst_jax.drive import driver, sharding
 from nst_jax.vgg import vgg19
+from tests.helpers import plans
 from tests.test_sweep import _sweep3, _tiny, _rel
-members = sweep.expand(_tiny(init="noise", **{"optim.name": "%s"}), _sweep3)
+members = plans(sweep.expand(_tiny(init="noise", **{"optim.name": "%s"}),
+                             _sweep3))
 params = vgg19.random_params(0)
 mesh = sharding.make_mesh()
 a = driver.run_group(members, params, mesh=mesh)  # 3 members padded to 4.
@@ -152,10 +154,10 @@ def test_one_compile_per_static_group(params, monkeypatch):
         add(**{"optim.name": "sgd", "seed": 3})
         add(**{"optim.name": "sgd", "seed": 4})
     members = sweep.expand(_tiny(init="noise", **{"optim.steps": 6}), sw)
-    groups = driver.group(members)
+    groups = grouping.group(plans(members))
     assert groups == [[0, 1, 2], [3, 4]]
     for idx in groups:  # 3 chunks each: later chunks must not retrace.
-        driver.run_group([members[i] for i in idx], params)
+        driver.run_group(plans([members[i] for i in idx]), params)
     assert len(traces) == 2
 
 
@@ -212,7 +214,7 @@ def test_sweep_file_and_script_errors(tmp_path):
     path = os.path.join(ROOT, "configs", "sweep_style_weight.py")
     members = sweep.expand(load_preset("sweep_style_weight"),
                            sweep.load_sweep_fn(path + ":unused"))
-    assert len(members) == 8 and len(driver.group(members)) == 1
+    assert len(members) == 8 and len(grouping.group(plans(members))) == 1
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "scripts", "sweep.py"),
          "--config=" + os.path.join(ROOT, "configs", "tiny.py"),
@@ -266,9 +268,9 @@ def test_a_sweep_over_a_field_with_no_effect_is_refused(
 
 def test_lbfgs_learning_rate_is_refused_unless_a_schedule_uses_it():
     with pytest.raises(UserError, match="no effect"):
-        cfg.validate(_tiny(**{"optim.name": "lbfgs",
+        plan_lib.fields(_tiny(**{"optim.name": "lbfgs",
                               "optim.learning_rate": 0.5}))
-    cfg.validate(_tiny(**{"optim.name": "lbfgs", "optim.learning_rate": 0.5,
+    plan_lib.fields(_tiny(**{"optim.name": "lbfgs", "optim.learning_rate": 0.5,
                           "optim.schedule": "cosine"}))
 
 
@@ -330,20 +332,20 @@ def test_photos_of_one_size_share_one_program(tmp_path, params, opt,
     photos = [cfg.override(base, {"content": str(folder / n)})
               for n in ("a.png", "b.png", "c.png")]
     # a (24x32) and b (48x64) load to 24x32 at size 32; c is square.
-    assert driver.group(photos) == [[0, 1], [2]]
-    assert driver.group_key(photos[0], with_content=True) != \
-        driver.group_key(photos[1], with_content=True)
+    assert grouping.group(plans(photos)) == [[0, 1], [2]]
+    assert grouping.group_key(plan_lib.build(photos[0]), with_content=True) != \
+        grouping.group_key(plan_lib.build(photos[1]), with_content=True)
     traces = []
     real = loop.run_chunk
     monkeypatch.setattr(loop, "run_chunk",
                         lambda *a: traces.append(a[0]) or real(*a))
     loop.programs.cache_clear()
     driver._EXECUTABLES.clear()
-    res = driver.run_group(photos[:2], params)
+    res = driver.run_group(plans(photos[:2]), params)
     assert len(traces) == 1 and traces[0].batched_targets
     assert res.status == ["done", "done"]
     for i in range(2):
-        alone, metrics = driver.stylize(photos[i], params)
+        alone, metrics = driver.stylize(plan_lib.build(photos[i]), params)
         assert _rel(res.images[i], alone) <= 1e-4
         np.testing.assert_allclose(res.metrics[i][-1]["loss"],
                                    metrics[-1]["loss"], rtol=1e-4)

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from nst_jax import plan as plan_lib
 from nst_jax.drive import targets
 from nst_jax.optimize import losses
 from nst_jax.vgg import tiling, vgg19
@@ -136,12 +137,12 @@ def test_vmapped_members_step_as_with_remat_none(params):
             "relu1_1", "relu3_1")
         c.optim.name, c.optim.learning_rate = "adam", 2.0
         c.model.remat, c.model.tile_size = remat, 16
-        static = loop.static_from_config(c, 2)
+        static = plan_lib.static(plan_lib.fields(c), 2)
         rng = np.random.RandomState(0)
         content = rng.uniform(0, 255, (36, 44, 3)).astype(np.float32)
         tg = targets.compute(params, static.spec, content, [content[::-1]])
         hp = jax.tree_util.tree_map(
-            lambda a: jnp.stack([a, a * 2]), loop.hparams_from_config(c, 1))
+            lambda a: jnp.stack([a, a * 2]), plan_lib.hparams(plan_lib.fields(c), 1))
         image0 = jnp.stack([jnp.asarray(targets.init_image(
             "noise", s, content)) for s in (0, 1)])
         progs = loop.programs(static, 2, sharding.single_device_mesh())

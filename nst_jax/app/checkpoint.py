@@ -20,7 +20,6 @@ import io
 import json
 import os
 
-import ml_collections
 import numpy as np
 from flax import traverse_util
 
@@ -28,6 +27,7 @@ from nst_jax import config as cfg
 from nst_jax.drive.report import Checkpoint
 from nst_jax.errors import UserError, one_line
 from nst_jax.optimize import loop
+from nst_jax.plan import Plan
 
 CHECKPOINT = "checkpoint.npz"
 #: What a checkpoint's ``format`` field says: marks the file as ours.
@@ -40,10 +40,9 @@ _STATE = "state/"
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
-def encode(checkpoint: Checkpoint, config: ml_collections.ConfigDict
-           ) -> bytes:
+def encode(checkpoint: Checkpoint, plan: Plan) -> bytes:
     """The ``.npz`` bytes of ``checkpoint`` (the format above), recording
-    ``config`` as the run that wrote it."""
+    ``plan``'s config as the run that wrote it."""
     def text(t: str) -> np.ndarray:
         return np.frombuffer(t.encode(), np.uint8)
     arrays = {_STATE + k: np.asarray(a)
@@ -53,8 +52,7 @@ def encode(checkpoint: Checkpoint, config: ml_collections.ConfigDict
     arrays["scale"] = np.int64(checkpoint.scale)
     arrays["step"] = np.int64(checkpoint.step)
     arrays["metrics_json"] = text(json.dumps(checkpoint.metrics))
-    arrays["config_json"] = text(json.dumps(cfg.to_dict(config),
-                                            sort_keys=True))
+    arrays["config_json"] = text(json.dumps(plan.config, sort_keys=True))
     if checkpoint.error:
         arrays["error"] = text(checkpoint.error)
         arrays["last_good"] = np.asarray(checkpoint.last_good,
@@ -170,34 +168,34 @@ def _path(run_dir: str) -> str:
     return path
 
 
-def _config_diff(old: dict, config: ml_collections.ConfigDict) -> list:
+def _config_diff(old: dict, plan: Plan) -> list:
     """Fields of a recorded config (nested dict) that change what
-    ``config`` computes: all but :data:`nst_jax.config.NOT_COMPUTED`; a
+    ``plan`` computes: all but :data:`nst_jax.config.NOT_COMPUTED`; a
     field the recorded config lacks was added by a later version, with a
     default that keeps the old behaviour."""
     new, old = (traverse_util.flatten_dict(d, sep=".")
-                for d in (cfg.to_dict(config), old))
-    defaults = traverse_util.flatten_dict(cfg.to_dict(cfg.base()), sep=".")
+                for d in (plan.config, old))
+    defaults = traverse_util.flatten_dict(cfg.defaults(), sep=".")
     return sorted(k for k in set(old) | set(new)
                   if k not in cfg.NOT_COMPUTED
                   and old.get(k, defaults.get(k)) != new.get(k))
 
 
 def _check_belongs(checkpoint: Checkpoint, recorded: dict,
-                   config: ml_collections.ConfigDict) -> None:
-    """Refuses a checkpoint written by another run than ``config``'s, or
-    stopped at a point this config's scales do not have."""
+                   plan: Plan) -> None:
+    """Refuses a checkpoint written by another run than ``plan``'s, or
+    stopped at a point this plan's scales do not have."""
     where = f"checkpoint {checkpoint.source} does not match this run"
-    diff = _config_diff(recorded, config)
+    diff = _config_diff(recorded, plan)
     if diff:
         raise UserError(f"{where}: it was written by another run, whose "
                         f"config differs in {diff}")
-    plan = cfg.scales(config)
-    if not 0 <= checkpoint.scale < len(plan):
+    scales = plan.scales
+    if not 0 <= checkpoint.scale < len(scales):
         raise UserError(f"{where}: it is at scale {checkpoint.scale}, this "
-                        f"run has {len(plan)}")
-    done = sum(s for _, s in plan[:checkpoint.scale])
-    steps = plan[checkpoint.scale][1]
+                        f"run has {len(scales)}")
+    done = sum(s for _, s in scales[:checkpoint.scale])
+    steps = scales[checkpoint.scale][1]
     if not done < checkpoint.step <= done + steps:
         raise UserError(f"{where}: it is at step {checkpoint.step}, outside "
                         f"scale {checkpoint.scale}'s steps {done + 1}-"
@@ -210,8 +208,7 @@ def _check_belongs(checkpoint: Checkpoint, recorded: dict,
                         f"{checkpoint.scale} that it records")
 
 
-def check_resume(config: ml_collections.ConfigDict, run_dir: str
-                 ) -> Checkpoint:
+def check_resume(plan: Plan, run_dir: str) -> Checkpoint:
     """A resumed run must continue the same computation; its checkpoint.
 
     Everything about the checkpoint that can be known without the run's
@@ -234,11 +231,11 @@ def check_resume(config: ml_collections.ConfigDict, run_dir: str
     except (OSError, ValueError):
         raise UserError(f"cannot read {path}; resume needs the run "
                         "directory of an earlier run") from None
-    diff = _config_diff(old, config)
+    diff = _config_diff(old, plan)
     if diff:
         raise UserError(
             f"config differs from {path} in {diff}; resume with "
             f"--config=configs/replay.py:{run_dir} "
-            f"--config.resume={config.resume or run_dir}")
-    _check_belongs(checkpoint, recorded, config)
+            f"--config.resume={plan.resume or run_dir}")
+    _check_belongs(checkpoint, recorded, plan)
     return checkpoint

@@ -8,8 +8,8 @@ import importlib.util
 import os
 from types import ModuleType
 
-import ml_collections
 
+from nst_jax import config as cfg
 from nst_jax.errors import UserError
 
 
@@ -30,6 +30,6 @@ def load_module(path: str, what: str = "config file") -> ModuleType:
     return module
 
 
-def get_config(path: str) -> ml_collections.ConfigDict:
+def get_config(path: str) -> cfg.Config:
     """``get_config()`` of the config file at ``path``."""
     return load_module(path).get_config()

@@ -30,15 +30,15 @@ from importlib import metadata
 from typing import Any, Optional
 
 import jax
-import ml_collections
 import numpy as np
 from absl import logging as absl_logging
 
-from nst_jax import config as cfg
 from nst_jax.app import checkpoint
 from nst_jax.drive.report import Checkpoint
 from nst_jax.errors import UserError
-from nst_jax.io import atomic, images, plot
+from nst_jax.figures import plot
+from nst_jax.io import atomic, images
+from nst_jax.plan import Plan
 
 LOG = "log.txt"
 
@@ -207,18 +207,18 @@ class RunDir:
     Args:
       path: the directory; created now (an existing non-empty one is
         refused with UserError).
-      config: the member's resolved config (written as config.json).
+      plan: the member's plan (its config is written as config.json).
       manifest: what the run records about itself; ``status``
         ("running") and ``started`` are added.
       metrics: records carried over from a resumed run.
     """
 
-    def __init__(self, path: str, config: ml_collections.ConfigDict,
-                 manifest: dict, metrics: Optional[list] = None):
-        self.path, self.config = path, config
+    def __init__(self, path: str, plan: Plan, manifest: dict,
+                 metrics: Optional[list] = None):
+        self.path, self.plan = path, plan
         self.manifest = dict(manifest, status="running", started=now())
         make_dir(path)
-        write_json(self._file("config.json"), cfg.to_dict(config))
+        write_json(self._file("config.json"), plan.config)
         write_json(self._file("manifest.json"), self.manifest)
         self.metrics = list(metrics or [])
         # metrics.jsonl exists from the start, so a run that fails in its
@@ -245,7 +245,7 @@ class RunDir:
         """Records member ``i`` of a report.ChunkInfo: its metrics line,
         its snapshot and checkpoint at their cadences."""
         self.chunks += 1
-        c, g = self.config, info.global_step
+        c, g = self.plan, info.global_step
         end = info.step == info.steps
         record, self.image = info.records[i], info.images[i]
         optimised = c.method == "gatys"  # The fast method has one step.
@@ -265,7 +265,7 @@ class RunDir:
         """Writes ``checkpoint.npz`` atomically, recording this
         directory's config; returns its path."""
         path = self._file(checkpoint.CHECKPOINT)
-        atomic.write_bytes(path, checkpoint.encode(ck, self.config))
+        atomic.write_bytes(path, checkpoint.encode(ck, self.plan))
         return path
 
     def finish(self, status: str, image: Optional[np.ndarray] = None,
@@ -278,7 +278,7 @@ class RunDir:
             images.save(self._file(name), image)
         if any("loss" in r for r in self.metrics):
             plot.loss_curve(self.metrics, self._file("loss_curve.png"),
-                            layers=self.config.plot_layers)
+                            layers=self.plan.plot_layers)
         self.manifest.update(status=status, finished=now(), **extra)
         write_json(self._file("manifest.json"), self.manifest)
         return os.path.abspath(self._file(name))

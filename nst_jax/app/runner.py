@@ -1,7 +1,8 @@
 """Runs members into run directories: what run.py and sweep.py share.
 
-Order of work: validate every config, refuse what cannot fit in memory
-(``nst_jax.drive.memory``), validate every input, refuse taken workdirs,
+Order of work: build every member's plan (its fields and input paths
+checked), group the plans, refuse what cannot fit in memory
+(``nst_jax.memory``), validate every input, refuse taken workdirs,
 read resume checkpoints and load the weights (no directory is made until
 all of that passes, on every process); then per group of members that
 share a program: create each member's run directory (config.json first,
@@ -23,14 +24,14 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 
-from nst_jax import config as cfg
-from nst_jax.app import checkpoint, exits, progress, rundir
-from nst_jax.drive import driver, inputs, memory, sharding
+from nst_jax import config as cfg, plan as plan_lib
+from nst_jax.app import exits, preflight, progress, rundir
+from nst_jax.drive import driver, grouping, inputs, sharding
 from nst_jax.drive.report import ChunkInfo
 from nst_jax.errors import UserError
 from nst_jax.faces import weights as face_weights
 from nst_jax.io import hashing
-from nst_jax.weights import fast as fast_weights, vgg as vgg_weights
+from nst_jax.weights import fast as fast_weights
 
 # The exit statuses and the divergence error, where the scripts find them.
 EXIT_USER_ERROR = exits.EXIT_USER_ERROR
@@ -77,104 +78,17 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _weights(config: ml_collections.ConfigDict, vgg_params, cache: dict
-             ) -> dict:
-    """What a group's runs need, loaded once per source: {"vgg": (params,
-    sha256)} for method=gatys (the caller's params win), {"fast": ...} for
-    method=fast and init=fast."""
-    need = {}
-    if config.method == "gatys":
-        source = config.model.weights
-        key = ("vgg", None if vgg_params is not None else source)
-        if key not in cache:
-            cache[key] = ((vgg_params, hashing.params_sha256(vgg_params))
-                          if key[1] is None else
-                          (vgg_weights.load_vgg19_params(source or None),
-                           vgg_weights.weights_sha256(source or None)))
-        need["vgg"] = cache[key]
-    if config.method == "fast" or config.init == "fast":
-        source = config.fast.weights
-        key = ("fast", source)
-        if key not in cache:
-            cache[key] = (fast_weights.load_params(source or None),
-                          fast_weights.weights_sha256(source or None))
-        need["fast"] = cache[key]
-    if inputs.detects_faces(config):
-        key = ("faces", config.portrait.face_weights)
-        if key not in cache:
-            cache[key] = (face_weights.load(config.portrait.face_weights),
-                          None)
-        need["faces"] = cache[key]
-    return need
-
-
-def _face_lines(config: ml_collections.ConfigDict) -> tuple[dict, list]:
-    """The manifest record and console lines of align=auto's search."""
-    found = inputs.face_search(config)
-    paths = {"content": inputs.content_path(config),
-             "style": inputs.style_paths(config)[0]}
-    lines = [f"portrait: {role} {paths[role]}: {s.describe()}"
-             for role, s in found.items()]
-    missing = [paths[r] for r, s in found.items() if s.face is None]
-    if missing:
-        used = "features"
-        lines.append(f"portrait: no face found in {' or '.join(missing)}; "
-                     "aligning by features (PatchMatch) instead of "
-                     "landmarks")
-    else:
-        used = "landmarks"
-    record = {role: dict(s.record(), path=os.path.abspath(paths[role]))
-              for role, s in found.items()}
-    return dict(record, alignment=used), lines
-
-
-def _check_local(members: list, groups: list, vgg_params, params: dict,
-                 checks: Optional[Callable[[], None]]) -> list:
-    """Every check of this process; the members' checkpoints (or None)."""
-    writes = sharding.writes_files()
-    if checks is not None:
-        checks()
-    for m in members:
-        try:
-            cfg.validate(m.config)
-        except UserError as e:
-            raise UserError(e if len(members) == 1 else
-                            f"{m.workdir}: {e}") from None
-        if writes:
-            rundir.check_workdir(m.workdir)
-    checkpoints = [
-        checkpoint.check_resume(m.config, m.resume_dir)
-        if m.resume_dir and not (m.resume_if_there and not os.path.isfile(
-            os.path.join(m.resume_dir, checkpoint.CHECKPOINT)))
-        else None for m in members]
-    for idx in groups:  # Before inputs.check decodes anything.
-        memory.check(members[idx[0]].config, len(idx))
-    for key in {driver.group_key(m.config, with_content=True): m.config
-                for m in members}.values():  # Each set of inputs once.
-        inputs.check(key)
-    for idx in groups:
-        marks = {None if checkpoints[i] is None else checkpoints[i].step
-                 for i in idx}
-        if len(marks) > 1:
-            raise UserError(
-                "members of one group stopped at different points ("
-                f"{', '.join(members[i].workdir for i in idx)}); resume "
-                "needs every member of a group at the same checkpoint")
-        _weights(members[idx[0]].config, vgg_params, params)
-    return checkpoints
-
-
 def run_members(members: list, *, vgg_params=None, mesh: Optional[Mesh] =
                 None, out: TextIO = sys.stderr, config_file: Optional[str] =
                 None, prefix: str = "[nst_jax]",
                 checks: Optional[Callable[[], None]] = None,
-                on_start: Optional[Callable[[], None]] = None
+                on_start: Optional[Callable[[list], None]] = None
                 ) -> list[MemberResult]:
     """Runs every member into its run directory, one program per group.
 
     Args:
       members: what to run; members that differ only in traced fields
-        share a group (``driver.group``).
+        share a group (``grouping.group``).
       vgg_params: VGG19 params to use instead of ``model.weights``.
       mesh: devices to split groups of several members over.
       out: progress stream.
@@ -182,8 +96,9 @@ def run_members(members: list, *, vgg_params=None, mesh: Optional[Mesh] =
       prefix: tag of the progress lines.
       checks: the caller's own checks (raise UserError), run with the
         others on every process before anything is written.
-      on_start: called once all checks passed, before the first group
-        (e.g. to create the sweep directory).
+      on_start: called with the groups (lists of member indices) once
+        all checks passed, before the first group (e.g. to create the
+        sweep directory).
 
     Returns:
       One MemberResult per member, in order.
@@ -193,26 +108,24 @@ def run_members(members: list, *, vgg_params=None, mesh: Optional[Mesh] =
         (nothing is written).
       Interrupted: Ctrl-C / SIGTERM, after saving what was done.
     """
-    configs = [m.config for m in members]
-    groups = driver.group(configs)
     params: dict = {}
     try:
-        checkpoints, error = _check_local(members, groups, vgg_params,
-                                          params, checks), None
+        (plans, groups, checkpoints), error = preflight.check_members(
+            members, vgg_params, params, checks), None
     except UserError as e:
-        checkpoints, error = None, str(e)
+        error = str(e)
     error = sharding.agree(error)
     if error:
         raise UserError(error)
     if on_start is not None:
-        on_start()
+        on_start(groups)
     writes, env = sharding.writes_files(), rundir.environment()
     results: list = [None] * len(members)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         for gi, idx in enumerate(groups):
-            c0 = configs[idx[0]]
-            need = _weights(c0, vgg_params, params)
+            c0 = plans[idx[0]]
+            need = preflight.weights(c0, vgg_params, params)
             recorded = {}
             if "vgg" in need:
                 recorded["weights"] = {
@@ -229,8 +142,8 @@ def run_members(members: list, *, vgg_params=None, mesh: Optional[Mesh] =
                     "sha256": need["faces"][0].sha256}
             faces, said = {}, set()
             for i in idx:
-                if inputs.detects_faces(configs[i]):
-                    faces[i], lines = _face_lines(configs[i])
+                if inputs.detects_faces(plans[i]):
+                    faces[i], lines = preflight.face_lines(plans[i])
                     for line in lines:
                         if line not in said:
                             said.add(line)
@@ -242,7 +155,7 @@ def run_members(members: list, *, vgg_params=None, mesh: Optional[Mesh] =
                                   for i in idx)
                 print(f"{tag}: {len(idx)} member(s) {names} (compiling)",
                       file=out, flush=True)
-            dirs = [rundir.RunDir(members[i].workdir, configs[i], {
+            dirs = [rundir.RunDir(members[i].workdir, plans[i], {
                 "config_file": config_file,
                 "overrides": members[i].overrides,
                 "resumed_from": (members[i].resume_dir
@@ -250,8 +163,8 @@ def run_members(members: list, *, vgg_params=None, mesh: Optional[Mesh] =
                 **recorded,
                 "inputs": {role: {"path": os.path.abspath(p),
                                   "sha256": hashing.sha256_file(p)}
-                           for role, p in inputs.input_paths(
-                               configs[i]).items()},
+                           for role, p in plan_lib.input_paths(
+                               plans[i]).items()},
                 **({"faces": faces[i]} if i in faces else {}),
                 **env, **members[i].manifest},
                 checkpoints[i].metrics if checkpoints[i] else None)
@@ -267,7 +180,7 @@ def run_members(members: list, *, vgg_params=None, mesh: Optional[Mesh] =
             t0 = time.perf_counter()
             try:
                 res = driver.run_group(
-                    [configs[i] for i in idx], need.get("vgg", (None,))[0],
+                    [plans[i] for i in idx], need.get("vgg", (None,))[0],
                     mesh=mesh, callback=on_chunk, resume=resume,
                     fast_params=need.get("fast", (None,))[0])
             except UserError:
@@ -298,8 +211,8 @@ def run_members(members: list, *, vgg_params=None, mesh: Optional[Mesh] =
                     res.status[j], res.images[j], res.metrics[j],
                     res.errors[j], path, res.run_s / len(idx),
                     res.compile_s)
-            group_configs = [configs[i] for i in idx]
-            if c0.method != "fast" and driver.per_photo(group_configs):
+            if c0.method != "fast" and grouping.per_photo(
+                    [plans[i] for i in idx]):
                 h, w = res.images[0].shape[:2]
                 print(f"{tag}: {len(idx)} photos at {w}x{h} px in one "
                       f"program: {len(idx) / max(res.run_s, 1e-9):.3f} "
@@ -327,7 +240,7 @@ def execute(config: ml_collections.ConfigDict, workdir: Optional[str] = None,
       Interrupted / Diverged: after saving what was done.
     """
     workdir = workdir or rundir.default_workdir(config.name)
-    if not inputs.several_photos(config):
+    if not plan_lib.several_photos(config.content):
         result, = run_members(
             [Member(config, workdir, overrides or {}, config.resume or None)],
             vgg_params=vgg_params, out=out, config_file=config_file)
@@ -336,7 +249,7 @@ def execute(config: ml_collections.ConfigDict, workdir: Optional[str] = None,
         return result.path
     # Several photos: one run directory per photo inside ``workdir``;
     # the fast method paints all photos of one size in one batch.
-    files = inputs.content_files(config)
+    files = plan_lib.content_files(config.content)
     names = [os.path.basename(f) for f in files]
     if len(set(names)) < len(names):  # Listed files from several folders.
         names = [f"{i:03d}_{n}" for i, n in enumerate(names)]

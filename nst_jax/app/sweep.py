@@ -53,12 +53,13 @@ import ml_collections
 from flax import traverse_util
 from jax.sharding import Mesh
 
-from nst_jax import config as cfg
+from nst_jax import config as cfg, plan as plan_lib
 from nst_jax.app import (
     checkpoint, config_file as config_file_lib, exits, rundir, runner)
-from nst_jax.drive import driver, sharding
+from nst_jax.drive import sharding
 from nst_jax.errors import UserError
-from nst_jax.io import atomic, plot
+from nst_jax.figures import plot
+from nst_jax.io import atomic
 
 RESULT_TERMS = ("loss", "content", "style", "tv")
 
@@ -95,7 +96,7 @@ def expand(config: ml_collections.ConfigDict, sweep_fn: Callable
     for i, over in enumerate(collect(sweep_fn)):
         try:
             c = cfg.override(config, over)
-            cfg.validate(c)
+            plan_lib.fields(c)
         except UserError as e:
             raise UserError(f"sweep member {i} ({over}): {e}") from None
         members.append(c)
@@ -120,7 +121,8 @@ def check_effective(configs: list) -> None:
       UserError: naming the field and why it has no effect.
     """
     for key in varying_keys(configs):
-        reasons = [cfg.inert_fields(c).get(key) for c in configs]
+        reasons = [plan_lib.inert_fields(plan_lib.fields(c)).get(key)
+                   for c in configs]
         if all(reasons):
             raise UserError(f"the sweep varies {key}, which has no effect "
                             f"here ({reasons[0]}): its members would be "
@@ -218,7 +220,7 @@ def run_sweep(config: ml_collections.ConfigDict, sweep_fn: Callable,
     overrides = collect(sweep_fn)
     configs = expand(config, lambda add: [add(**o) for o in overrides])
     names = [f"member_{i:03d}" for i in range(len(configs))]
-    groups, varying = driver.group(configs), varying_keys(configs)
+    varying, groups = varying_keys(configs), []
     writes = sharding.writes_files()
 
     def checks() -> None:
@@ -229,7 +231,8 @@ def run_sweep(config: ml_collections.ConfigDict, sweep_fn: Callable,
             _check_resume(config.resume, overrides, names)
     devices = (mesh or sharding.make_mesh()).size
 
-    def on_start() -> None:
+    def on_start(member_groups: list) -> None:
+        groups.extend(member_groups)
         if writes:
             rundir.make_dir(workdir)
             rundir.write_json(os.path.join(workdir, "sweep.json"), {

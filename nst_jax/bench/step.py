@@ -1,4 +1,4 @@
-"""Speed and memory of the stylization step: what scripts/benchmark.py runs.
+"""Speed of the stylization step: what scripts/benchmark.py times first.
 
 For each (size, optimiser, batch): compile time, median milliseconds per step
 over timed chunks after a warm-up chunk, achieved GFLOP/s from the analytic
@@ -11,38 +11,28 @@ one per Adam step, one per line-search trial for L-BFGS. The metrics
 evaluation at the end of each chunk is timed but not counted, so the figure
 is a slight underestimate. Random weights: speed does not depend on values.
 
-Memory mode (:func:`run_memory`): each (size, optimiser, remat) runs in a
-fresh Python process, since a process's peak never goes down; it reports
-that process's peak host RSS (``ru_maxrss``, Linux's VmHWM), on
-accelerators the device's ``peak_bytes_in_use``, ms/step, and beside them
-:func:`nst_jax.drive.memory.estimate` for the same run.
+Memory mode is :mod:`nst_jax.bench.memory_use`, the PatchMatch timing
+:mod:`nst_jax.bench.patchmatch`, what the script does with its flags
+:mod:`nst_jax.bench.main`.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import os
-import resource
 import statistics
-import subprocess
-import sys
 import time
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from nst_jax import config as cfg
-from nst_jax.drive import inputs, memory, sharding, targets
-from nst_jax.io import images
+from nst_jax import config as cfg, plan
+from nst_jax.drive import sharding, targets
+from nst_jax import memory
+from nst_jax.bench.process import peak_memory
 from nst_jax.optimize import loop
-from nst_jax.portrait import patchmatch
 from nst_jax.vgg import vgg19
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
 
 
 def conv_shapes(h: int, w: int, deepest: str) -> list[tuple[int, int, int,
@@ -98,7 +88,8 @@ def plain_conv_gflops(h: int, w: int, deepest: str, batch: int = 1,
     return total_flops / total_s / 1e9
 
 
-def _config(size: int, optimiser: str) -> "cfg.ml_collections.ConfigDict":
+def bench_config(size: int, optimiser: str) -> cfg.Config:
+    """The base config at ``size`` with ``optimiser`` and its step size."""
     c = cfg.base()
     c.size = size
     c.optim.name = optimiser
@@ -110,17 +101,17 @@ def bench_step(size: int, optimiser: str, batch: int, steps: int = 20,
                chunk: int = 10, dtype: str = "float32", params=None,
                remat: str = "none") -> dict:
     """Times the compiled chunk for one setting (square size x size image)."""
-    c = _config(size, optimiser)
+    c = bench_config(size, optimiser)
     c.model.dtype = dtype
     c.model.remat = remat
     params = params if params is not None else vgg19.random_params(0)
-    static = loop.static_from_config(c, steps)
+    static = plan.static(plan.fields(c), steps)
     rng = np.random.RandomState(0)
     content = rng.uniform(0, 255, (size, size, 3)).astype(np.float32)
     style = rng.uniform(0, 255, (size, size, 3)).astype(np.float32)
     tgt = targets.compute(params, static.spec, content, [style])
     memory.release_freed()  # Where run.py's driver does.
-    hp1 = loop.hparams_from_config(c, 1)
+    hp1 = plan.hparams(plan.fields(c), 1)
     image0 = np.asarray(targets.init_image("content", 0, content))
     # Batch 1 is the program run.py runs (a group of one, squeezed inside
     # the program); above 1, the one a sweep of that many members runs on
@@ -178,130 +169,6 @@ def _program_mib(compiled) -> Optional[float]:
     return round(total / 2**20, 1)
 
 
-def peak_memory() -> dict:
-    """Peak host RSS (MiB) and, on accelerators, device peak bytes."""
-    out = {"host_peak_rss_mib": round(
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-    try:
-        stats = jax.devices()[0].memory_stats() or {}
-        if "peak_bytes_in_use" in stats:
-            out["device_peak_mib"] = round(stats["peak_bytes_in_use"] / 2**20,
-                                           1)
-    except Exception:  # CPU backends have no memory_stats.
-        pass
-    return out
-
-
-def _status_mib(field: str) -> Optional[float]:
-    """A size field of /proc/self/status (VmRSS, VmHWM) in MiB, or None."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
-
-
-def memory_row(size: int, optimiser: str, remat: str = "none",
-               steps: int = 2, chunk: int = 1, dtype: str = "float32",
-               batch: int = 1) -> dict:
-    """:func:`bench_step` plus this process's memory peaks.
-
-    Run it in a fresh process (:func:`run_memory` does): the peaks cover
-    everything the process did before. ``host_start_rss_mib`` is the RSS
-    once JAX is up and the random weights exist, before any image work.
-    """
-    params = jax.block_until_ready(vgg19.random_params(0))
-    start = _status_mib("VmRSS")
-    row = bench_step(size, optimiser, batch, steps, chunk, dtype, params,
-                     remat=remat)
-    row.update(host_start_rss_mib=start, **peak_memory())
-    hwm = _status_mib("VmHWM")
-    if hwm is not None:
-        row["host_peak_rss_mib"] = max(row["host_peak_rss_mib"], hwm)
-    return row
-
-
-_CHILD = ("import json, sys; from nst_jax.evals import benchmark; "
-          "print(json.dumps(benchmark.memory_row(**json.loads(sys.argv[1]))))")
-
-
-def _estimate_mib(size: int, optimiser: str, remat: str, dtype: str,
-                  batch: int, platform: str) -> float:
-    c = _config(size, optimiser)
-    c.model.remat, c.model.dtype = remat, dtype
-    e = memory.estimate(c, members=batch, hw=(size, size), platform=platform)
-    return round(e.total / 2**20, 1)
-
-
-def run_memory(sizes: Sequence[int] = (512, 1024),
-               optimisers: Sequence[str] = ("lbfgs",),
-               remats: Sequence[str] = ("none", "blocks", "tiles"),
-               steps: int = 2,
-               chunk: int = 1, dtype: str = "float32", batch: int = 1,
-               log: Optional[Callable[[dict], None]] = None,
-               timeout_s: Optional[float] = None) -> dict:
-    """Every combination, each in a fresh process; {"rows", "device", ...}.
-
-    A child that fails (killed for memory, say) gives a row with "error".
-    Each row carries the estimate (``estimate_mib``) and its error against
-    the measured peak (host RSS on CPU, device peak elsewhere).
-    """
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [_ROOT] + [p for p in [env.get("PYTHONPATH")] if p])
-    platform = jax.default_backend()
-    rows = []
-    for size in sizes:
-        for opt in optimisers:
-            for remat in remats:
-                kw = {"size": size, "optimiser": opt, "remat": remat,
-                      "steps": steps, "chunk": chunk, "dtype": dtype,
-                      "batch": batch}
-                try:
-                    proc = subprocess.run(
-                        [sys.executable, "-c", _CHILD, json.dumps(kw)],
-                        capture_output=True, text=True, env=env,
-                        timeout=timeout_s)
-                    lines = proc.stdout.strip().splitlines()
-                    row = (json.loads(lines[-1]) if proc.returncode == 0
-                           else dict(kw, error=(proc.stderr.strip()
-                                                .splitlines() or [
-                                                    f"exit {proc.returncode}"]
-                                                )[-1]))
-                except subprocess.TimeoutExpired:
-                    row = dict(kw, error=f"timed out after {timeout_s} s")
-                row["estimate_mib"] = _estimate_mib(size, opt, remat, dtype,
-                                                    batch, platform)
-                measured = row.get("device_peak_mib" if platform != "cpu"
-                                   else "host_peak_rss_mib")
-                if measured:
-                    row["estimate_error"] = round(
-                        row["estimate_mib"] / measured - 1, 3)
-                rows.append(row)
-                if log:
-                    log(row)
-    return {"device": str(jax.devices()[0]), "backend": platform,
-            "jax": jax.__version__, "dtype": dtype, "rows": rows}
-
-
-def memory_table(result: dict) -> str:
-    """Markdown table of :func:`run_memory`'s rows."""
-    cols = ["size", "optimiser", "remat", "batch", "ms_per_step",
-            "host_peak_rss_mib", "device_peak_mib", "program_mib",
-            "estimate_mib",
-            "estimate_error"]
-    lines = [" | ".join(cols), " | ".join("---" for _ in cols)]
-    for r in result["rows"]:
-        cells = [str(r.get(c, "")) for c in cols]
-        if "error" in r:
-            cells[4] = "error: " + r["error"][:60]
-        lines.append(" | ".join(cells))
-    return "\n".join(lines)
-
-
 def run(sizes: Sequence[int] = (256, 512), optimisers=("adam", "lbfgs"),
         batches=(1, 8), steps: int = 20, chunk: int = 10,
         dtype: str = "float32", log=None) -> dict:
@@ -338,37 +205,4 @@ def table(result: dict) -> str:
     lines = [" | ".join(cols), " | ".join("---" for _ in cols)]
     for r in result["rows"]:
         lines.append(" | ".join(str(r[c]) for c in cols))
-    return "\n".join(lines)
-
-
-def match_rows(sizes: Sequence[int] = (256, 512), runs: int = 3,
-               params=None, log: Optional[Callable] = None) -> list[dict]:
-    """The portrait's PatchMatch (``patchmatch.correspondence``, both
-    directions, default layers, VGG features included) searching at each
-    size, on the embedded pair: seconds of the first call (compilation
-    included) and the median of ``runs`` more."""
-    params = params if params is not None else vgg19.random_params(0)
-    content, style = (images.load(p) for p in (inputs.DEFAULT_CONTENT,
-                                               inputs.DEFAULT_STYLE))
-
-    def feats(rgb, layers):
-        return vgg19.features(params, rgb, layers)
-    rows = []
-    for size in sizes:
-        times = []
-        for _ in range(runs + 1):
-            t = time.perf_counter()
-            patchmatch.correspondence(style, content, feats, size=size)
-            times.append(time.perf_counter() - t)
-        rows.append({"size": size, "first_s": round(times[0], 2),
-                     "s": round(statistics.median(times[1:]), 2)})
-        if log:
-            log(rows[-1])
-    return rows
-
-
-def match_table(rows: list[dict]) -> str:
-    lines = ["PatchMatch size | first call s (compiles) | s (median)",
-             "--- | --- | ---"]
-    lines += [f"{r['size']} | {r['first_s']} | {r['s']}" for r in rows]
     return "\n".join(lines)

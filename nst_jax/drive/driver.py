@@ -1,6 +1,6 @@
 """The one scale loop: runs a group of members, coarse to fine.
 
-A group is a list of configs that differ only in traced fields
+A group is a list of plans that differ only in traced fields
 (:data:`nst_jax.optimize.loop.TRACED_KEYS`); a single run is a group of one on
 one device. Per scale: prepare the inputs, compute the targets once, start each
 member from its init image (first scale), from its own previous output
@@ -14,22 +14,18 @@ from __future__ import annotations
 
 import collections
 import functools
-import json
-import os
 import time
 from typing import Callable, Optional
 
 import jax
-import ml_collections
 import numpy as np
-from flax import traverse_util
 from jax.sharding import Mesh
 
-from nst_jax import config as cfg
+from nst_jax import memory, plan as plan_lib
 from nst_jax.drive import (
     fast_group,
+    grouping,
     inputs,
-    memory,
     sharding,
     targets as targets_lib)
 from nst_jax.drive.report import (
@@ -38,40 +34,10 @@ from nst_jax.drive.report import (
     GroupResult,
     fill_state,
     flatten_state)
-from nst_jax.fast import transfer
 from nst_jax.io import images
 from nst_jax.optimize import loop
+from nst_jax.plan import Plan
 from nst_jax.weights import fast as fast_weights, vgg as vgg_weights
-
-
-def group_key(config: ml_collections.ConfigDict,
-              with_content: bool = False) -> str:
-    """The config without its traced fields: equal keys, one program.
-
-    Different photos share a group too, unless ``with_content``: the fast
-    method batches photos of any size; the optimisation batches photos
-    that load to the same size at every scale (their targets then carry
-    the member axis).
-    """
-    flat = traverse_util.flatten_dict(cfg.to_dict(config), sep=".")
-    skip = set(loop.TRACED_KEYS)
-    if not with_content:
-        skip.add("content")
-        if config.method != "fast":
-            path = inputs.content_path(config)
-            flat["content_hw"] = ([images.working_hw(path, s)
-                                   for s, _ in cfg.scales(config)]
-                                  if os.path.isfile(path) else path)
-    return json.dumps({k: v for k, v in flat.items() if k not in skip},
-                      sort_keys=True)
-
-
-def group(configs: list) -> list[list[int]]:
-    """Member indices per group, groups in order of first appearance."""
-    groups: dict[str, list[int]] = {}
-    for i, c in enumerate(configs):
-        groups.setdefault(group_key(c), []).append(i)
-    return list(groups.values())
 
 
 _EXECUTABLES: collections.OrderedDict = collections.OrderedDict()
@@ -104,7 +70,7 @@ def _rgb(image_vgg: np.ndarray) -> np.ndarray:
     return np.asarray(images.from_vgg(image_vgg[0]), np.float32)
 
 
-def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
+def run_group(plans: list, vgg_params, *, mesh: Optional[Mesh] = None,
               callback: Optional[Callable[[ChunkInfo], None]] = None,
               resume: Optional[list[Checkpoint]] = None,
               fast_params=None) -> GroupResult:
@@ -114,7 +80,8 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
     and need only ``fast_params``.
 
     Args:
-      configs: validated member configs with equal :func:`group_key`.
+      plans: member plans (:func:`nst_jax.plan.build`) with equal
+        :func:`group_key`.
       vgg_params: VGG19 params (replicated over the mesh).
       mesh: devices to split the members over; default all devices, or
         this process's first device for a group of one.
@@ -129,50 +96,50 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
         dtypes) differ from the state this run lays out (one line naming
         the first such field).
     """
-    c0, n = configs[0], len(configs)
-    if len({group_key(c) for c in configs}) != 1:
-        raise ValueError("run_group needs configs that differ only in "
+    c0, n = plans[0], len(plans)
+    if len({grouping.group_key(c) for c in plans}) != 1:
+        raise ValueError("run_group needs plans that differ only in "
                          f"traced fields {loop.TRACED_KEYS}")
     if c0.method == "fast":
-        return fast_group.run_group(configs, fast_params, callback)
+        return fast_group.run_group(plans, fast_params, callback)
     if resume is not None and len({r.scale for r in resume}) != 1:
         raise ValueError("resumed members must be at the same scale")
     mesh = mesh or (sharding.single_device_mesh() if n == 1
                     else sharding.make_mesh())
     size_b = -(-n // mesh.size) * mesh.size
     params = sharding.put(vgg_params, mesh, batched=False)
-    plan = cfg.scales(c0)
-    total = sum(s for _, s in plan)
+    scales = c0.scales
+    total = sum(s for _, s in scales)
     first = resume[0].scale if resume else 0
     metrics = [list(r.metrics) for r in resume] if resume else [
         [] for _ in range(n)]
     errors = [r.error for r in resume] if resume else [""] * n
     last = [r.last_good for r in resume] if resume else [None] * n
     raw: list = [None] * n
-    done = sum(s for _, s in plan[:first])
+    done = sum(s for _, s in scales[:first])
     compile_s = callback_s = 0.0
     t_start = time.perf_counter()
     # Members painting different photos (a folder) have one input set
     # each and targets with a member axis; otherwise one set is shared.
-    photos = configs if per_photo(configs) else [c0]
+    photos = plans if grouping.per_photo(plans) else [c0]
     # The last scale's inputs, prepared once: the portrait's searched
     # alignment is made there (once per run and photo) and that scale
     # reuses them.
-    final_inps = [inputs.prepare(c, plan[-1][0]) for c in photos]
-    last_spec = loop.static_from_config(c0, plan[-1][1]).spec
+    final_inps = [inputs.prepare(c, scales[-1][0]) for c in photos]
+    last_spec = plan_lib.static(c0, scales[-1][1]).spec
     aligns = [targets_lib.portrait_alignment(c, vgg_params, inp, last_spec)
               for c, inp in zip(photos, final_inps)]
-    for si, (size, steps) in enumerate(plan):
+    for si, (size, steps) in enumerate(scales):
         if si < first or all(errors):
             continue
-        inps = (final_inps if si == len(plan) - 1
+        inps = (final_inps if si == len(scales) - 1
                 else [inputs.prepare(c, size) for c in photos])
         member_inp = [inps[i if len(inps) > 1 else 0] for i in range(n)]
         h, w = inps[0].content_rgb.shape[:2]
-        static = loop.static_from_config(c0, steps)._replace(
+        static = plan_lib.static(c0, steps)._replace(
             batched_targets=len(photos) > 1)
-        hps = [loop.hparams_from_config(c, len(inps[0].style_rgbs))
-               for c in configs]
+        hps = [plan_lib.hparams(c, len(inps[0].style_rgbs))
+               for c in plans]
         tgts = [targets_lib.compute(
             vgg_params, static.spec, inp.content_rgb, inp.style_rgbs,
             inp.masks, *targets_lib.portrait_targets(c, vgg_params, inp,
@@ -210,7 +177,8 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
                                    hp_b, n_active)
             compile_s += dt + dt2
             if raw[0] is None:  # First scale: each member's init image.
-                image0 = _init_images(configs, member_inp, hps, fast_params)
+                image0 = targets_lib.start_images(plans, member_inp, hps,
+                                                  fast_params)
             else:  # Coarse to fine: the raw optimised image, upsampled.
                 image0 = [images.to_vgg(images.resize(r, (h, w)))[None]
                           for r in raw]
@@ -220,7 +188,7 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
         for i in range(n):
             if not errors[i]:
                 raw[i] = _rgb(start[i])
-                last[i] = targets_lib.output_rgb(configs[i], member_inp[i],
+                last[i] = targets_lib.output_rgb(plans[i], member_inp[i],
                                                  raw[i])
         k = int(sharding.gather(state.step)[0])
         # What the targets, the init program and compiling freed goes back
@@ -254,7 +222,7 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
                 metrics[i].append(rec)
                 records.append(rec)
                 raw[i] = _rgb(image_b[i])
-                last[i] = targets_lib.output_rgb(configs[i], member_inp[i],
+                last[i] = targets_lib.output_rgb(plans[i], member_inp[i],
                                                  raw[i])
             k += m
             if callback is not None:
@@ -271,37 +239,6 @@ def run_group(configs: list, vgg_params, *, mesh: Optional[Mesh] = None,
     return GroupResult(last, metrics, status, errors, compile_s, run_s)
 
 
-def _init_images(configs: list, inps: list, hps: list,
-                 fast_params) -> list:
-    """Each member's starting image in VGG space, (1, H, W, 3).
-
-    ``inps``: each member's :class:`nst_jax.drive.inputs.ScaleInputs`.
-    init=fast starts from the fast network's painting of the photo, with each
-    member's own style blend and strength (one batched call).
-    """
-    c0 = configs[0]
-    if c0.init != "fast":
-        return [targets_lib.init_image(c0.init, hp["seed"], inp.content_rgb,
-                                       inp.init_rgb)
-                for hp, inp in zip(hps, inps)]
-    embs = {}
-    for inp in inps:  # One style and photo embedding per distinct photo.
-        if id(inp) not in embs:
-            embs[id(inp)] = transfer.embeddings(
-                fast_params, inp.style_rgbs + [inp.content_rgb],
-                c0.fast.style_size)
-    painted = transfer.paint(
-        fast_params, np.stack([inp.content_rgb for inp in inps]),
-        np.stack([transfer.member_embedding(embs[id(inp)], c)
-                  for c, inp in zip(configs, inps)]))
-    return [images.to_vgg(p)[None] for p in painted]
-
-
-def per_photo(configs: list) -> bool:
-    """Whether a group's members paint different photos."""
-    return len({inputs.content_path(c) for c in configs}) > 1
-
-
 def _member_leaves(state, n: int) -> list:
     """[member]{tree path: host array} of a batched state (what a
     checkpoint stores, :func:`nst_jax.drive.report.flatten_state`)."""
@@ -309,28 +246,28 @@ def _member_leaves(state, n: int) -> list:
     return [{k: leaf[i] for k, leaf in flat.items()} for i in range(n)]
 
 
-def stylize(config: ml_collections.ConfigDict, vgg_params=None,
-            fast_params=None) -> tuple[np.ndarray, list[dict]]:
+def stylize(plan: Plan, vgg_params=None, fast_params=None
+            ) -> tuple[np.ndarray, list[dict]]:
     """One run in memory (no files): the final RGB image and its metrics.
 
     Args:
-      config: a config built on ``nst_jax.config.base()``.
-      vgg_params: VGG19 params; loaded from ``config.model.weights`` if
+      plan: a built plan (:func:`nst_jax.plan.build`).
+      vgg_params: VGG19 params; loaded from ``plan.model.weights`` if
         None and the method optimises.
-      fast_params: the fast network's; loaded from ``config.fast.weights``
+      fast_params: the fast network's; loaded from ``plan.fast.weights``
         if None and method=fast or init=fast.
 
     Raises:
-      UserError: a bad config or input.
+      UserError: a bad input.
       FloatingPointError: the loss went NaN/inf (the message says when).
     """
-    cfg.validate(config)
-    if vgg_params is None and config.method == "gatys":
+    inputs.check(plan)
+    if vgg_params is None and plan.method == "gatys":
         vgg_params = vgg_weights.load_vgg19_params(
-            config.model.weights or None)
-    if fast_params is None and "fast" in (config.method, config.init):
-        fast_params = fast_weights.load_params(config.fast.weights or None)
-    res = run_group([config], vgg_params, fast_params=fast_params)
+            plan.model.weights or None)
+    if fast_params is None and "fast" in (plan.method, plan.init):
+        fast_params = fast_weights.load_params(plan.fast.weights or None)
+    res = run_group([plan], vgg_params, fast_params=fast_params)
     if res.errors[0]:
         raise FloatingPointError(res.errors[0])
     return res.images[0], res.metrics[0]

@@ -21,7 +21,7 @@ from nst_jax.drive.report import ChunkInfo, GroupResult
 from nst_jax.fast import transfer
 
 
-def run_group(configs: list, fast_params,
+def run_group(plans: list, fast_params,
               callback: Optional[Callable[[ChunkInfo], None]] = None
               ) -> GroupResult:
     """Paints every member; see ``nst_jax.drive.driver.run_group``.
@@ -29,10 +29,10 @@ def run_group(configs: list, fast_params,
     Each member's metrics are one record: its share of the painting time
     and the group's images per second.
     """
-    n, t0 = len(configs), time.perf_counter()
+    n, t0 = len(plans), time.perf_counter()
     prepared, embeds = {}, {}
-    for c in configs:  # Inputs and embeddings once per distinct photo.
-        key = inputs.content_path(c)
+    for c in plans:  # Inputs and embeddings once per distinct photo.
+        key = c.content
         if key not in prepared:
             inp = inputs.prepare(c, c.size)
             prepared[key] = inp
@@ -40,17 +40,18 @@ def run_group(configs: list, fast_params,
                 fast_params, inp.style_rgbs + [inp.content_rgb],
                 c.fast.style_size)
     buckets: dict[tuple, list[int]] = {}
-    for i, c in enumerate(configs):
-        hw = prepared[inputs.content_path(c)].content_rgb.shape[:2]
+    for i, c in enumerate(plans):
+        hw = prepared[c.content].content_rgb.shape[:2]
         buckets.setdefault(hw, []).append(i)
     out, raw = [None] * n, [None] * n
     metrics: list = [[] for _ in range(n)]
     callback_s, done = 0.0, 0
     for idx in buckets.values():
         t = time.perf_counter()
-        inps = [prepared[inputs.content_path(configs[i])] for i in idx]
+        inps = [prepared[plans[i].content] for i in idx]
         embs = [transfer.member_embedding(
-            embeds[inputs.content_path(configs[i])], configs[i])
+            embeds[plans[i].content], plans[i].style_blend,
+            plans[i].fast.strength)
             for i in idx]
         painted = transfer.paint(fast_params,
                                  np.stack([p.content_rgb for p in inps]),
@@ -60,7 +61,7 @@ def run_group(configs: list, fast_params,
         records = []
         for j, (i, inp) in enumerate(zip(idx, inps)):
             raw[i] = painted[j]
-            out[i] = targets.output_rgb(configs[i], inp, painted[j])
+            out[i] = targets.output_rgb(plans[i], inp, painted[j])
             rec = {"step": 1, "seconds": seconds / len(idx),
                    "images_per_s": len(idx) / max(seconds, 1e-9),
                    "size": list(inp.content_rgb.shape[:2])}

@@ -14,12 +14,13 @@ from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from nst_jax.drive import inputs
+from nst_jax.fast import transfer
 from nst_jax.io import images
 from nst_jax.optimize import color, losses
+from nst_jax.plan import Plan
 from nst_jax.portrait import (
     alignment,
     gains as gain_maps,
@@ -106,14 +107,14 @@ class Alignment(NamedTuple):
     confidence: Optional[np.ndarray]
 
 
-def _features_fn(vgg_params, spec: losses.LossSpec):
+def _vgg_features(vgg_params, spec: losses.LossSpec):
     def feats(rgb, layers):
         return vgg19.features(vgg_params, rgb, layers, spec.pooling,
                               spec.dtype)
     return feats
 
 
-def portrait_alignment(config: ml_collections.ConfigDict, vgg_params,
+def portrait_alignment(plan: Plan, vgg_params,
                        inp: inputs.ScaleInputs, spec: losses.LossSpec
                        ) -> Optional[Alignment]:
     """The searched correspondence of ``portrait.align`` "landmarks",
@@ -130,14 +131,14 @@ def portrait_alignment(config: ml_collections.ConfigDict, vgg_params,
     whose forward-backward check gives the confidence. Made at ``inp``'s frame
     (the driver passes the last, largest scale) and reused at every scale.
     """
-    P = config.portrait
+    P = plan.portrait
     if not P.enabled or P.align not in ("features", "landmarks", "auto"):
         return None
     h, w = inp.content_rgb.shape[:2]
     style = images.resize(inp.style_rgbs[0], (h, w))
     morph = confidence = None
-    pair = (inputs.load_landmarks(config, (h, w)) if P.content_landmarks
-            else inputs.detected_landmarks(config, (h, w))
+    pair = (inputs.load_landmarks(plan, (h, w)) if P.content_landmarks
+            else inputs.detected_landmarks(plan, (h, w))
             if P.align == "auto" else None)
     if pair is not None:
         morph = landmarks.warp_flow(*pair, (h, w), (h, w),
@@ -146,7 +147,7 @@ def portrait_alignment(config: ml_collections.ConfigDict, vgg_params,
     if P.align == "features" or (P.align == "auto" and morph is None):
         start = style if morph is None else alignment.warp(style, morph)
         flow, confidence = patchmatch.correspondence(
-            start, inp.content_rgb, _features_fn(vgg_params, spec),
+            start, inp.content_rgb, _vgg_features(vgg_params, spec),
             layers=tuple(P.match_layers), size=P.match_size,
             anchored=morph is not None)
         # One resampling of the painting: the morph composed with the
@@ -155,23 +156,23 @@ def portrait_alignment(config: ml_collections.ConfigDict, vgg_params,
     return Alignment(np.asarray(morph, np.float32), confidence)
 
 
-def aligned_painting(config: ml_collections.ConfigDict, vgg_params,
+def aligned_painting(plan: Plan, vgg_params,
                      inp: inputs.ScaleInputs, spec: losses.LossSpec,
                      align: Optional[Alignment] = None
                      ) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """The first style image in the photo's frame, aligned as
-    ``config.portrait.align`` says, and the alignment's confidence.
+    ``plan.portrait.align`` says, and the alignment's confidence.
 
     For "landmarks" and "features" the alignment is ``align`` from
     :func:`portrait_alignment` (made here when not given); the confidence
     (H, W) in [0, 1], or None, says where PatchMatch's forward and backward
     matches agree.
     """
-    P = config.portrait
+    P = plan.portrait
     h, w = inp.content_rgb.shape[:2]
     style = images.resize(inp.style_rgbs[0], (h, w))
     if align is None:
-        align = portrait_alignment(config, vgg_params, inp, spec)
+        align = portrait_alignment(plan, vgg_params, inp, spec)
     confidence = None
     if align is not None:
         style = alignment.warp(style, alignment.resize_flow(align.flow,
@@ -188,7 +189,7 @@ def aligned_painting(config: ml_collections.ConfigDict, vgg_params,
     return style, confidence
 
 
-def portrait_targets(config: ml_collections.ConfigDict, vgg_params,
+def portrait_targets(plan: Plan, vgg_params,
                      inp: inputs.ScaleInputs, spec: losses.LossSpec,
                      align: Optional[Alignment] = None
                      ) -> tuple[Optional[dict], Optional[dict]]:
@@ -203,11 +204,11 @@ def portrait_targets(config: ml_collections.ConfigDict, vgg_params,
     are the local style term's targets, None when ``spec.local_layers`` is
     empty.
     """
-    P = config.portrait
+    P = plan.portrait
     if not P.enabled:
         return None, None
-    style, confidence = aligned_painting(config, vgg_params, inp, spec, align)
-    feats = _features_fn(vgg_params, spec)
+    style, confidence = aligned_painting(plan, vgg_params, inp, spec, align)
+    feats = _vgg_features(vgg_params, spec)
     layers = tuple(P.layers)
     f = feats(style, tuple(dict.fromkeys(layers + spec.local_layers)))
     gains = gain_maps.gain_targets(feats(inp.content_rgb, layers), f,
@@ -243,7 +244,34 @@ def init_image(kind: str, seed, content_rgb: np.ndarray,
     return images.to_vgg(rgb)[None]
 
 
-def output_rgb(config: ml_collections.ConfigDict, inp: inputs.ScaleInputs,
+def start_images(plans: list, inps: list, hps: list,
+                 fast_params) -> list:
+    """Each member's starting image in VGG space, (1, H, W, 3).
+
+    ``inps``: each member's :class:`nst_jax.drive.inputs.ScaleInputs`.
+    init=fast starts from the fast network's painting of the photo, with each
+    member's own style blend and strength (one batched call).
+    """
+    c0 = plans[0]
+    if c0.init != "fast":
+        return [init_image(c0.init, hp["seed"], inp.content_rgb,
+                                       inp.init_rgb)
+                for hp, inp in zip(hps, inps)]
+    embs = {}
+    for inp in inps:  # One style and photo embedding per distinct photo.
+        if id(inp) not in embs:
+            embs[id(inp)] = transfer.embeddings(
+                fast_params, inp.style_rgbs + [inp.content_rgb],
+                c0.fast.style_size)
+    painted = transfer.paint(
+        fast_params, np.stack([inp.content_rgb for inp in inps]),
+        np.stack([transfer.member_embedding(embs[id(inp)], c.style_blend,
+                                            c.fast.strength)
+                  for c, inp in zip(plans, inps)]))
+    return [images.to_vgg(p)[None] for p in painted]
+
+
+def output_rgb(plan: Plan, inp: inputs.ScaleInputs,
                raw_rgb: np.ndarray) -> np.ndarray:
     """The image as saved, from the optimised one (RGB 0..255 float32).
 
@@ -253,6 +281,6 @@ def output_rgb(config: ml_collections.ConfigDict, inp: inputs.ScaleInputs,
     optimised image, whose targets are grey too.
     """
     rgb = np.asarray(raw_rgb, np.float32)
-    if config.color.preserve == "luminance":
+    if plan.color.preserve == "luminance":
         rgb = color.recombine_luminance(rgb, inp.original_rgb)
     return rgb

@@ -31,9 +31,8 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from nst_jax import config as cfg
+from nst_jax import config as cfg, plan as plan_lib
 from nst_jax.app import config_file, runner, sweep
-from nst_jax.drive import inputs
 from nst_jax.errors import UserError
 from nst_jax.io import atomic, images
 
@@ -114,7 +113,7 @@ def entry_config(entry: Entry, size: Optional[int], steps: Optional[int],
     config = config_file.get_config(os.path.join(ROOT, entry.config_file))
     over = dict(entry.overrides)
     if "style_blend" in over:
-        over["style"] = (inputs.style_paths(config)[0], second_style)
+        over["style"] = (plan_lib.from_config(config).style[0], second_style)
     config = cfg.override(config, over)
     if size and size < config.size:
         config = at_size(config, size)

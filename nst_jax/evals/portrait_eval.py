@@ -18,12 +18,13 @@ import time
 
 from PIL import Image
 
-from nst_jax import config as cfg
+from nst_jax import config as cfg, plan
 from nst_jax.app import config_file
-from nst_jax.drive import driver, inputs
+from nst_jax.drive import driver
 from nst_jax.errors import UserError
 from nst_jax.evals import evaluate
-from nst_jax.io import images, plot
+from nst_jax.figures import plot
+from nst_jax.io import images
 from nst_jax.portrait import landmarks
 from nst_jax.weights import fast as fast_weights, vgg as vgg_weights
 
@@ -72,7 +73,7 @@ def configs_for(pair: list[str], sets: dict, marks: list[str]) -> list:
     default = cfg.override(_preset("default"), {
         "content": photo, "style": (painting,), **same})
     for c in (default, *presets):
-        cfg.validate(c)
+        plan.fields(c)
     return [default, *presets]
 
 
@@ -82,7 +83,7 @@ def score(vgg, out, pair: list[str], grid: int) -> dict:
     points, 4x4 cells, relu2_2/relu3_3), and the structure loss."""
     photo, painting, photo_marks, painting_marks = pair
     hw = out.shape[:2]
-    content = images.load(photo or inputs.DEFAULT_CONTENT)
+    content = images.load(photo or plan.DEFAULT_CONTENT)
     paint = images.load(painting)
     pts = (landmarks.load(photo_marks, hw),
            landmarks.load(painting_marks, paint.shape[:2]))
@@ -103,7 +104,7 @@ def _painted(c, name: str, kind: str, save_dir: str, vgg, fast):
     path = os.path.join(save_dir, f"{name}_{kind}_{key}.png")
     if save_dir and os.path.exists(path):
         return images.load(path)
-    out, _ = driver.stylize(c, vgg, fast)
+    out, _ = driver.stylize(plan.build(c), vgg, fast)
     if save_dir:
         images.save(path, out)
         out = images.load(path)
@@ -146,7 +147,7 @@ def compare(pairs: list[list[str]], marks: list[str], sets: dict,
             print(json.dumps(s), flush=True)
             scores[kind] = s
             outs.append(out)
-        photo = images.resize(images.load(pair[0] or inputs.DEFAULT_CONTENT),
+        photo = images.resize(images.load(pair[0] or plan.DEFAULT_CONTENT),
                               outs[0].shape[:2])
         tiles += [photo, images.load(pair[1]), outs[0]]
         labels += [[stems[0]], [stems[1]], ["default, same schedule"]]

@@ -22,7 +22,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from nst_jax.faces import detect, mesh, network, points, weights
+from nst_jax.faces import detect, mesh, points, weights
+from nst_jax.tflite import network
 from nst_jax.io import images
 
 PRESENCE_MIN = 0.5

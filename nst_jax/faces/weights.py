@@ -20,7 +20,7 @@ import tempfile
 from typing import NamedTuple, Optional
 
 from nst_jax.errors import WeightsError
-from nst_jax.faces import network, tflite
+from nst_jax.tflite import model as tflite, network
 from nst_jax.io import atomic, hashing
 from nst_jax.weights import cache as weight_cache, pypi
 
@@ -108,7 +108,7 @@ def model_bytes(name: str, source: Optional[str] = None) -> bytes:
 
 
 class Networks(NamedTuple):
-    """Both networks, ready for :mod:`nst_jax.faces.network`."""
+    """Both networks, ready for :mod:`nst_jax.tflite.network`."""
     detector: tuple  # (program, params)
     mesh: tuple
     sha256: dict  # name -> sha256 of its .tflite.

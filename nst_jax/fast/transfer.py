@@ -13,6 +13,8 @@ networks see [0, 1].
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 from PIL import Image
 
@@ -47,13 +49,13 @@ def mix(style_SxE: np.ndarray, content_E: np.ndarray, blend_S,
             + (1 - strength) * np.asarray(content_E)).astype(np.float32)
 
 
-def member_embedding(emb_KxE: np.ndarray, config) -> np.ndarray:
+def member_embedding(emb_KxE: np.ndarray, blend: Sequence[float],
+                     strength: float) -> np.ndarray:
     """One member's embedding from :func:`embeddings` of its style images
-    followed by its content photo, by its ``style_blend`` and
-    ``fast.strength``."""
+    followed by its content photo, by its style ``blend`` (() = equal)
+    and ``strength``."""
     styles = len(emb_KxE) - 1
-    return mix(emb_KxE[:-1], emb_KxE[-1], config.style_blend or
-               [1.0] * styles, config.fast.strength)
+    return mix(emb_KxE[:-1], emb_KxE[-1], blend or [1.0] * styles, strength)
 
 
 def paint(params, contents_NxHxWx3: np.ndarray, emb_NxE: np.ndarray

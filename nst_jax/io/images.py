@@ -1,9 +1,14 @@
-"""Image files in and out, and the VGG pre/post-processing.
+"""Reading image files: checked, decoded once, resized.
 
 Everything a user can get wrong about an input image (a missing file, a
 truncated download, a 16-bit PNG, a phone photo stored sideways) is handled
 here, so the rest of the package only ever sees float32 RGB arrays in 0..255
 and every bad file becomes one ``UserError`` line that names the path.
+
+Writing (:mod:`nst_jax.io.saving`), resizing (:mod:`nst_jax.io.resizing`)
+and the VGG pre/post-processing (:mod:`nst_jax.io.vgg_pixels`) live in
+modules of their own; their names are here too, so ``images.save``,
+``images.resize`` and ``images.to_vgg`` stay where callers look for them.
 """
 
 from __future__ import annotations
@@ -13,25 +18,24 @@ import os
 import struct
 import warnings
 import zlib
-from typing import Any, Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 from nst_jax.errors import UserError
-from nst_jax.io import atomic
+from nst_jax.io.resizing import long_side_hw, resize, resize_long_side
+from nst_jax.io.saving import PathLike, save, to_uint8
+from nst_jax.io.vgg_pixels import MEAN_BGR, from_vgg, to_vgg
 
-PathLike = Union[str, "os.PathLike[str]"]
+__all__ = ["DECODED_BYTES", "DEFAULT_MAX_PIXELS", "MEAN_BGR", "PathLike",
+           "forget_decoded", "from_vgg", "header_hw", "load", "load_mask",
+           "resize", "resize_long_side", "save", "to_uint8", "to_vgg",
+           "working_hw"]
 
-# The VGG19 weights were trained on BGR, 0-255, minus this mean pixel (B, G, R).
-MEAN_BGR = (103.939, 116.779, 123.68)
 # Same as Pillow's own warning threshold, so by default we refuse exactly what
 # Pillow would warn about, but as a clean UserError before any decoding.
 DEFAULT_MAX_PIXELS = 89_478_485
-
-_MEAN_BGR = np.asarray(MEAN_BGR, np.float32)
-_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
-            ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP"}
 # What Pillow and its codecs raise on corrupt or truncated data.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error,
                   zlib.error, IndexError, KeyError)
@@ -55,13 +59,6 @@ def _check_file(path: str, allow_empty: bool = False) -> None:
                     "re-download or re-export the image")
 
 
-def _long_side_hw(h: int, w: int, size: int) -> tuple[int, int]:
-    """(h, w) with the long side equal to ``size`` and the aspect kept."""
-    if h >= w:
-        return size, max(1, int(round(w * size / h)))
-    return max(1, int(round(h * size / w))), size
-
-
 def header_hw(path: PathLike) -> tuple[int, int]:
     """(h, w) as :func:`load` will see it, from the header alone (EXIF
     orientations that turn the image by 90 degrees swap the two)."""
@@ -82,7 +79,7 @@ def header_hw(path: PathLike) -> tuple[int, int]:
 
 def working_hw(path: PathLike, size: int) -> tuple[int, int]:
     """(h, w) of the image loaded at long side ``size``."""
-    return _long_side_hw(*header_hw(path), size)
+    return long_side_hw(*header_hw(path), size)
 
 
 def _as_float_rgb(im: Image.Image, background: float) -> np.ndarray:
@@ -243,86 +240,3 @@ def load_mask(path: PathLike, shape_hw: Sequence[int],
     grey = rgb @ np.asarray([0.299, 0.587, 0.114], np.float32) / 255.0
     out = resize(grey[..., None], tuple(shape_hw), Image.BILINEAR)[..., 0]
     return np.clip(out, 0.0, 1.0).astype(np.float32)
-
-
-def resize(rgb: Any, hw: Sequence[int],
-           resample: int = Image.LANCZOS) -> np.ndarray:
-    """Resizes an (H, W, C) or (H, W) float array to ``hw`` without quantising.
-
-    Each channel goes through Pillow as a 32-bit float image, so values keep
-    full precision and are not clipped (Lanczos may overshoot slightly).
-    """
-    x = np.asarray(rgb, np.float32)
-    h, w = int(hw[0]), int(hw[1])
-    if h < 1 or w < 1:
-        raise ValueError(f"resize target must be positive, got {tuple(hw)}")
-    if x.shape[:2] == (h, w):
-        return x.copy()
-    if x.ndim == 2:
-        return resize(x[..., None], hw, resample)[..., 0]
-    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(x[..., c]))
-                        .resize((w, h), resample), np.float32)
-             for c in range(x.shape[-1])]
-    return np.stack(chans, axis=-1)
-
-
-def resize_long_side(rgb: Any, size: int) -> np.ndarray:
-    """Resizes so the long side is ``size`` px, keeping the aspect ratio."""
-    x = np.asarray(rgb, np.float32)
-    return resize(x, _long_side_hw(x.shape[0], x.shape[1], int(size)))
-
-
-def to_vgg(rgb: Any) -> Any:
-    """RGB 0..255 -> VGG input: BGR minus the mean pixel.
-
-    Works on (..., 3) numpy or jax arrays (slicing and arithmetic only, so it
-    traces under ``jax.jit``) and returns the same kind of array.
-    """
-    return rgb[..., ::-1] - _MEAN_BGR
-
-
-def from_vgg(x: Any) -> Any:
-    """Exact inverse of ``to_vgg``: RGB 0..255, not clipped."""
-    return (x + _MEAN_BGR)[..., ::-1]
-
-
-def to_uint8(rgb: Any) -> np.ndarray:
-    """Clips to 0..255 and rounds half-to-even; NaN becomes 0."""
-    x = np.nan_to_num(np.asarray(rgb, np.float32), nan=0.0, posinf=255.0,
-                      neginf=0.0)
-    return np.rint(np.clip(x, 0.0, 255.0)).astype(np.uint8)
-
-
-def save(path: PathLike, rgb: Any) -> None:
-    """Atomically writes an RGB image; the format comes from the extension.
-
-    Args:
-        path: Output file (.png, .jpg/.jpeg at quality 95, .webp, .tif/.tiff,
-            .bmp). Parent folders are created.
-        rgb: float (H, W, 3) or (1, H, W, 3) in 0..255 (clipped and rounded).
-
-    Raises:
-        UserError: Unknown extension, bad array shape, or the file cannot be
-            written. An existing file at ``path`` is then left untouched.
-    """
-    p = os.fspath(path)
-    fmt = _FORMATS.get(os.path.splitext(p)[1].lower())
-    if fmt is None:
-        raise UserError(f"cannot save image {p}: unknown extension; use one "
-                        f"of {', '.join(sorted(_FORMATS))}")
-    x = np.asarray(rgb)
-    if x.ndim == 4 and x.shape[0] == 1:
-        x = x[0]
-    if x.ndim != 3 or x.shape[-1] != 3:
-        raise UserError(f"cannot save image {p}: expected an (H, W, 3) array, "
-                        f"got shape {x.shape}")
-    im = Image.fromarray(to_uint8(x))
-    # PNG gets no metadata and fixed settings, so equal pixels give equal bytes.
-    opts = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95},
-            "PNG": {"compress_level": 6, "optimize": False}}.get(fmt, {})
-    try:
-        atomic.write(p, lambda f: im.save(f, format=fmt, **opts))
-    except OSError as e:
-        raise UserError(f"cannot save image {p}: {e.strerror or e}; check "
-                        "that the folder exists, is writable and has "
-                        "space") from None

@@ -5,7 +5,7 @@ step, iterate average) is a small NamedTuple threaded through ``lax.scan``
 chunks of ``log_every`` steps; buffers are donated and nothing syncs with
 the host inside a chunk. Static settings (:class:`Static`: layers,
 optimiser kind, chunk length) are fixed before tracing; numeric
-hyperparameters arrive as arrays (:func:`hparams_from_config`), so a new
+hyperparameters arrive as arrays (:func:`nst_jax.plan.hparams`), so a new
 value never recompiles and sweep members can share one program.
 
 Every compiled program takes a leading member axis (:func:`programs`): a
@@ -21,7 +21,6 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -33,8 +32,9 @@ from nst_jax.optimize import losses, optim
 _LO = -np.asarray(images.MEAN_BGR, np.float32)
 _HI = 255.0 + _LO
 
-#: Config fields that become traced hyperparameters: members of a sweep
-#: that differ only in these share one compiled program.
+#: Config fields that become traced hyperparameters (the arrays of
+#: :func:`nst_jax.plan.hparams`): members of a sweep that differ only in
+#: these share one compiled program.
 TRACED_KEYS = ("loss.content_weight", "loss.style_weight", "loss.tv_weight",
                "loss.content_layer_weights", "loss.style_layer_weights",
                "style_blend", "optim.learning_rate", "optim.ema_decay",
@@ -58,43 +58,6 @@ class Static(NamedTuple):
     steps: int  # Horizon of decaying learning-rate schedules.
     # Targets carry the member axis (members paint different photos).
     batched_targets: bool = False
-
-
-def static_from_config(config: ml_collections.ConfigDict,
-                       steps: int) -> Static:
-    P = config.portrait
-    spec = losses.LossSpec(tuple(config.loss.content_layers),
-                           tuple(config.loss.style_layers),
-                           config.model.pooling, config.model.dtype,
-                           config.model.remat,
-                           tuple(P.local_layers) if P.enabled else (),
-                           int(P.local_grid), int(config.model.tile_size))
-    o = config.optim
-    return Static(spec, o.name, o.schedule, float(o.decay_rate),
-                  int(o.memory_size), int(steps))
-
-
-def hparams_from_config(config: ml_collections.ConfigDict,
-                        n_styles: int) -> dict[str, np.ndarray]:
-    """The traced hyperparameters (:data:`TRACED_KEYS`) as numpy arrays."""
-    L = config.loss
-
-    def vec(values, n):
-        return np.asarray(values if values else [1.0] * n, np.float32)
-    return {
-        "content_weight": np.float32(L.content_weight),
-        "style_weight": np.float32(L.style_weight),
-        "tv_weight": np.float32(L.tv_weight),
-        "content_layer_weights": vec(L.content_layer_weights,
-                                     len(L.content_layers)),
-        "style_layer_weights": vec(L.style_layer_weights,
-                                   len(L.style_layers)),
-        "style_blend": vec(config.style_blend, n_styles),
-        "learning_rate": np.float32(config.optim.learning_rate),
-        "ema_decay": np.float32(config.optim.ema_decay),
-        "seed": np.int32(config.seed),
-        "local_weight": np.float32(config.portrait.local_weight),
-    }
 
 
 def _tx_args(static: Static) -> dict:

@@ -1,4 +1,4 @@
-"""Runs a float TFLite conv net (``nst_jax.faces.tflite``) as a Flax module.
+"""Runs a float TFLite conv net (``nst_jax.tflite.model``) as a Flax module.
 
 ``convert`` turns a model into a static ``Program`` (the op list, hashable,
 so it can be a module field or a jit static argument) and a dict of float32
@@ -19,7 +19,7 @@ What conversion settles once, so that running is plain JAX:
 
 Parameters are named after their tensors (``conv2d/Kernel``,
 ``p_re_lu/Alpha``). Everything runs in float32; the ops themselves are
-in :mod:`nst_jax.faces.ops`.
+in :mod:`nst_jax.tflite.ops`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from nst_jax.errors import WeightsError
-from nst_jax.faces import ops, tflite
+from nst_jax.tflite import model as tflite, ops
 
 
 class Step(NamedTuple):

@@ -1,5 +1,5 @@
 """The TFLite ops the face networks use, as pure JAX functions of NHWC
-arrays and the ops' options (:mod:`nst_jax.faces.network` runs them).
+arrays and the ops' options (:mod:`nst_jax.tflite.network` runs them).
 
 Convolutions run at ``Precision.HIGHEST`` so that CPU, GPU and TPU
 compute them alike. Depthwise convolutions and max-pools are written as
