@@ -90,6 +90,12 @@ def base() -> ml_collections.ConfigDict:
     c.optim.steps = 300  # Steps per scale.
     c.optim.memory_size = 10  # lbfgs history length.
     c.optim.ema_decay = 0.0  # Iterate averaging of the image (0 = off).
+    # Convergence rule: a scale stops once the total loss fell by less
+    # than rtol (relative) over the last rtol_window steps, checked at
+    # chunk ends (every log_every steps); 0 = run every step. See
+    # docs/usage.md, "Stopping when converged".
+    c.optim.rtol = 0.0
+    c.optim.rtol_window = 50
 
     c.color = ml_collections.ConfigDict()
     # none | luminance (Gatys 2017 luminance-only) | match (recolour style).

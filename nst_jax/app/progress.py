@@ -54,6 +54,10 @@ class Progress:
                     f"{len(live)}/{self.members} live")
         else:
             what = "diverged"
+        done = [r for r in live if r.get("converged")]
+        if done:
+            what += (" converged: scale stops" if self.members == 1 else
+                     f"; {len(done)} converged")
         batch = f" (x{self.members} members)" if self.members > 1 else ""
         print(f"{self.prefix} step {info.global_step:5d}/{info.total_steps} "
               f"scale {info.scale} {what} {speed} it/s{batch} ETA {eta}",

@@ -205,6 +205,8 @@ def run_members(members: list, *, vgg_params=None, mesh: Optional[Mesh] =
                          "group": {"index": gi, "size": len(idx)}}
                 if res.errors[j]:
                     extra["error"] = res.errors[j]
+                if res.stops:
+                    extra["scales"] = res.stops[j]
                 path = dirs[j].finish(res.status[j], res.images[j],
                                       **extra) if writes else ""
                 results[i] = MemberResult(

@@ -35,7 +35,7 @@ from nst_jax.drive.report import (
     fill_state,
     flatten_state)
 from nst_jax.io import images
-from nst_jax.optimize import loop
+from nst_jax.optimize import converge, loop
 from nst_jax.plan import Plan
 from nst_jax.weights import fast as fast_weights, vgg as vgg_weights
 
@@ -116,6 +116,7 @@ def run_group(plans: list, vgg_params, *, mesh: Optional[Mesh] = None,
     errors = [r.error for r in resume] if resume else [""] * n
     last = [r.last_good for r in resume] if resume else [None] * n
     raw: list = [None] * n
+    stops: list = [[] for _ in range(n)]
     done = sum(s for _, s in scales[:first])
     compile_s = callback_s = 0.0
     t_start = time.perf_counter()
@@ -191,10 +192,19 @@ def run_group(plans: list, vgg_params, *, mesh: Optional[Mesh] = None,
                 last[i] = targets_lib.output_rgb(plans[i], member_inp[i],
                                                  raw[i])
         k = int(sharding.gather(state.step)[0])
+        # Members that converged at this scale before a resume stay put.
+        still = [converge.stopped(converge.history(metrics[i], si, done),
+                                  c.optim.rtol, c.optim.rtol_window)
+                 for i, c in enumerate(plans)]
         # What the targets, the init program and compiling freed goes back
         # to the system before the steps' peak (1024 px: -14% peak RSS).
         memory.release_freed()
-        while k < steps and not all(errors):
+        while k < steps and not all(e or s for e, s in zip(errors, still)):
+            if any(still):
+                hp_b = sharding.put(_stack(
+                    [dict(hp, live=np.float32(not st))
+                     for hp, st in zip(hps, still)], size_b), mesh,
+                    batched=True)
             m = min(length, steps - k)
             state, losses_bt, aux_b, image_b = chunk(
                 state, params, tgt, hp_b,
@@ -204,6 +214,9 @@ def run_group(plans: list, vgg_params, *, mesh: Optional[Mesh] = None,
             image_b = sharding.gather(image_b)[:n]
             records = []
             for i in range(n):
+                if still[i]:  # Converged earlier: its state did not move.
+                    records.append(None)
+                    continue
                 rec = {key: float(v[i]) for key, v in aux_b.items()}
                 if not errors[i] and not (np.all(np.isfinite(losses_bt[i]))
                                           and np.isfinite(rec["loss"])):
@@ -221,6 +234,10 @@ def run_group(plans: list, vgg_params, *, mesh: Optional[Mesh] = None,
                            loss_min=float(losses_bt[i].min()))
                 metrics[i].append(rec)
                 records.append(rec)
+                o = plans[i].optim
+                if converge.stopped(converge.history(metrics[i], si, done),
+                                    o.rtol, o.rtol_window):
+                    rec["converged"] = still[i] = True
                 raw[i] = _rgb(image_b[i])
                 last[i] = targets_lib.output_rgb(plans[i], member_inp[i],
                                                  raw[i])
@@ -233,10 +250,15 @@ def run_group(plans: list, vgg_params, *, mesh: Optional[Mesh] = None,
                                    list(last), list(raw), list(errors),
                                    leaves))
                 callback_s += time.perf_counter() - t
+        for i in range(n):
+            if not errors[i]:
+                stops[i].append(converge.stop_record(
+                    metrics[i], si, size, done, steps))
         done += steps
     run_s = time.perf_counter() - t_start - compile_s - callback_s
     status = ["diverged" if e else "done" for e in errors]
-    return GroupResult(last, metrics, status, errors, compile_s, run_s)
+    return GroupResult(last, metrics, status, errors, compile_s, run_s,
+                       stops)
 
 
 def _member_leaves(state, n: int) -> list:

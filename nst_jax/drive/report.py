@@ -42,6 +42,9 @@ class GroupResult(NamedTuple):
     # Everything else (targets, init, steps, host transfers), callbacks
     # excluded so file writing does not count as compute.
     run_s: float
+    # Per member, per scale run: where it stopped and why
+    # (:func:`nst_jax.optimize.converge.stop_record`).
+    stops: list = []
 
 
 class Checkpoint(NamedTuple):

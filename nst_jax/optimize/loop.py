@@ -38,7 +38,8 @@ _HI = 255.0 + _LO
 TRACED_KEYS = ("loss.content_weight", "loss.style_weight", "loss.tv_weight",
                "loss.content_layer_weights", "loss.style_layer_weights",
                "style_blend", "optim.learning_rate", "optim.ema_decay",
-               "seed", "fast.strength", "portrait.local_weight")
+               "seed", "fast.strength", "portrait.local_weight",
+               "optim.rtol", "optim.rtol_window")
 
 
 class State(NamedTuple):
@@ -175,7 +176,8 @@ def current_image(state: State, hp: dict) -> jax.Array:
 def run_chunk(static: Static, length: int, state: State, vgg_params,
               targets, hp, n_active
               ) -> tuple[State, jax.Array, dict, jax.Array]:
-    """Up to ``length`` steps in one ``lax.scan``; steps >= n_active skip.
+    """Up to ``length`` steps in one ``lax.scan``; steps >= n_active skip,
+    and all of them where ``hp["live"]`` is 0 (a member that converged).
 
     ``n_active`` is traced, so the last, shorter chunk of a run reuses the
     same compiled program. Returns (state, per-step losses (length,) with NaN
@@ -197,8 +199,12 @@ def run_chunk(static: Static, length: int, state: State, vgg_params,
                    {k: jnp.zeros((), jnp.float32)
                     for k in losses.aux_keys(static.spec)})
 
+    # A member that converged (hp["live"] 0) skips every step: its state
+    # stays where it stopped while the rest of its group runs on.
+    live = hp.get("live", 1.0) > 0
+
     def body(st, i):
-        return jax.lax.cond(i < n_active, active, skipped, st)
+        return jax.lax.cond((i < n_active) & live, active, skipped, st)
     state, (losses_T, evals_T, known_T, aux_T) = jax.lax.scan(
         body, state, jnp.arange(length))
     image = current_image(state, hp)

@@ -47,4 +47,5 @@ def hparams(plan: Plan, n_styles: int) -> dict[str, np.ndarray]:
         "ema_decay": np.float32(plan.optim.ema_decay),
         "seed": np.int32(plan.seed),
         "local_weight": np.float32(plan.portrait.local_weight),
+        "live": np.float32(1.0),  # 0 once the member converged.
     }

@@ -53,6 +53,8 @@ class Optim:
     steps: int
     memory_size: int
     ema_decay: float
+    rtol: float
+    rtol_window: int
 
 
 @dataclasses.dataclass(frozen=True)

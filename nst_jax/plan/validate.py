@@ -168,6 +168,10 @@ def _validate_ranges(c: Plan) -> None:
     _int_in("max_pixels", c.max_pixels, 1)
     _int_in("seed", c.seed, 0)
     _int_in("optim.memory_size", c.optim.memory_size, 1)
+    _finite_nonneg("optim.rtol", c.optim.rtol)
+    if c.optim.rtol >= 1:
+        raise UserError(f"optim.rtol must be in [0, 1), got {c.optim.rtol!r}")
+    _int_in("optim.rtol_window", c.optim.rtol_window, 1)
     if not 0 < c.optim.decay_rate <= 1:
         raise UserError("optim.decay_rate must be in (0, 1], got "
                         f"{c.optim.decay_rate!r}")
@@ -213,6 +217,8 @@ def inert_fields(c: Plan) -> dict[str, str]:
         out["optim.decay_rate"] = "only the exponential schedule uses it"
     if o.name != "lbfgs":
         out["optim.memory_size"] = "only L-BFGS keeps a history"
+    if o.rtol == 0:
+        out["optim.rtol_window"] = "optim.rtol is 0 (the rule is off)"
     if c.init != "noise":
         out.setdefault("seed", f"it seeds only init=noise (init is "
                                f"{c.init!r})")
