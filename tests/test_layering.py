@@ -11,6 +11,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "nst_jax"
 LAYERS = (
     ("errors",),
     ("io",),
+    ("executables",),
     ("figures",),
     ("vgg",),
     ("optimize", "portrait", "fast"),

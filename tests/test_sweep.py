@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_jax import config as cfg, plan as plan_lib
+from nst_jax import config as cfg, executables, plan as plan_lib
 from nst_jax.app import runner, sweep
 from nst_jax.drive import driver, grouping
 from nst_jax.errors import UserError
@@ -147,7 +147,7 @@ def test_one_compile_per_static_group(params, monkeypatch):
         return real(*args)
     monkeypatch.setattr(loop, "run_chunk", counting)
     loop.programs.cache_clear()  # Fresh jit caches: count from zero.
-    driver._EXECUTABLES.clear()
+    executables.forget()
 
     def sw(add):
         _sweep3(add)
@@ -340,7 +340,7 @@ def test_photos_of_one_size_share_one_program(tmp_path, params, opt,
     monkeypatch.setattr(loop, "run_chunk",
                         lambda *a: traces.append(a[0]) or real(*a))
     loop.programs.cache_clear()
-    driver._EXECUTABLES.clear()
+    executables.forget()
     res = driver.run_group(plans(photos[:2]), params)
     assert len(traces) == 1 and traces[0].batched_targets
     assert res.status == ["done", "done"]

@@ -23,12 +23,14 @@ from typing import Optional
 
 import jax
 
+from nst_jax import executables
 from nst_jax.weights import cache as weight_cache
 
 log = logging.getLogger(__name__)
 
 ENV = "NST_JAX_COMPILE_CACHE"
 SUBDIR = "jax_compilation_cache"
+EXECUTABLES = "executables"  # Inside it: nst_jax.executables' store.
 _OFF = ("", "0", "off", "false", "no", "none")
 # Every program is worth keeping: the step programs take seconds to
 # compile, and even the small ones add up at start-up (JAX's default, 1 s,
@@ -89,6 +91,8 @@ def enable(setting: str = "auto") -> Optional[str]:
                     "compiling without it", path, e.strerror)
         return None
     jax.config.update("jax_compilation_cache_dir", path)
+    # Executables kept whole, so a warm launch skips tracing as well.
+    executables.configure(os.path.join(path, EXECUTABLES))
     jax.config.update("jax_persistent_cache_min_compile_time_secs",
                       MIN_COMPILE_SECS)
     log.info("persistent compilation cache: %s", path)

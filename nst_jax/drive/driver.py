@@ -12,7 +12,6 @@ and the result carries images and metrics.
 
 from __future__ import annotations
 
-import collections
 import functools
 import time
 from typing import Callable, Optional
@@ -21,7 +20,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from nst_jax import memory, plan as plan_lib
+from nst_jax import executables, memory, plan as plan_lib
 from nst_jax.drive import (
     fast_group,
     grouping,
@@ -38,24 +37,6 @@ from nst_jax.io import images
 from nst_jax.optimize import converge, loop
 from nst_jax.plan import Plan
 from nst_jax.weights import fast as fast_weights, vgg as vgg_weights
-
-
-_EXECUTABLES: collections.OrderedDict = collections.OrderedDict()
-
-
-def _compiled(fn, *args) -> tuple[Callable, float]:
-    """``fn`` compiled for these arguments (cached) and the seconds spent."""
-    leaves, tree = jax.tree_util.tree_flatten(args)
-    key = (fn, tree, tuple((x.shape, x.dtype, x.sharding) for x in leaves))
-    if key in _EXECUTABLES:
-        _EXECUTABLES.move_to_end(key)
-        return _EXECUTABLES[key], 0.0
-    t = time.perf_counter()
-    exe = fn.lower(*args).compile()
-    _EXECUTABLES[key] = exe
-    while len(_EXECUTABLES) > 64:
-        _EXECUTABLES.popitem(last=False)
-    return exe, time.perf_counter() - t
 
 
 def _stack(items: list, size: int):
@@ -107,6 +88,7 @@ def run_group(plans: list, vgg_params, *, mesh: Optional[Mesh] = None,
     mesh = mesh or (sharding.single_device_mesh() if n == 1
                     else sharding.make_mesh())
     size_b = -(-n // mesh.size) * mesh.size
+    mesh_key = tuple(mesh.shape.items())
     params = sharding.put(vgg_params, mesh, batched=False)
     scales = c0.scales
     total = sum(s for _, s in scales)
@@ -164,18 +146,22 @@ def run_group(plans: list, vgg_params, *, mesh: Optional[Mesh] = None,
             state = sharding.put(_stack(
                 [fill_state(member, r.state, r.source) for r in resume],
                 size_b), mesh, batched=True)
-            chunk, dt = _compiled(progs.chunk, state, params, tgt, hp_b,
-                                  n_active)
+            chunk, dt = executables.compiled(
+                progs.chunk, ("chunk", static, length, mesh_key), state,
+                params, tgt, hp_b, n_active)
             compile_s += dt
         else:
             # Traced and compiled (or looked up) from shapes while the
             # targets compute, before the init images: the device works
             # as Python traces.
-            init, dt = _compiled(progs.init, sharding.abstract(
+            init, dt = executables.compiled(
+                progs.init, ("init", static, length, mesh_key),
+                sharding.abstract(
                 (size_b, 1, h, w, 3), np.float32, mesh, batched=True),
                 hp_b, params, tgt)
-            chunk, dt2 = _compiled(progs.chunk, init.out_info, params, tgt,
-                                   hp_b, n_active)
+            chunk, dt2 = executables.compiled(
+                progs.chunk, ("chunk", static, length, mesh_key),
+                init.out_info, params, tgt, hp_b, n_active)
             compile_s += dt + dt2
             if raw[0] is None:  # First scale: each member's init image.
                 image0 = targets_lib.start_images(plans, member_inp, hps,

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nst_jax import executables
 from nst_jax.drive import inputs
 from nst_jax.fast import transfer
 from nst_jax.io import images
@@ -91,8 +92,11 @@ def _grams_fn(layers: tuple, pooling: str, dtype: str):
 def _style_grams(vgg_params, rgb, spec: losses.LossSpec) -> dict:
     """{layer: (1, C, C)} of one style image, in one compiled program (not a
     program per layer's Gram, each traced and looked up at start-up)."""
-    return _grams_fn(tuple(spec.style_layers), spec.pooling,
-                     spec.dtype)(vgg_params, vgg19.to_input(rgb))
+    x, key = vgg19.to_input(rgb), (tuple(spec.style_layers), spec.pooling,
+                                    spec.dtype)
+    fn, _ = executables.compiled(_grams_fn(*key), ("targets.grams", *key),
+                                 vgg_params, x)
+    return fn(vgg_params, x)
 
 
 class Alignment(NamedTuple):

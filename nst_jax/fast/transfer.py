@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from nst_jax import executables
 from nst_jax.fast import model
 from nst_jax.io import images
 
@@ -35,8 +36,10 @@ def square(rgb: np.ndarray, size: int) -> np.ndarray:
 
 def embeddings(params, rgbs: list, size: int) -> np.ndarray:
     """(len(rgbs), 100) embeddings of images seen as ``size`` squares."""
-    batch = np.stack([square(rgb, size) for rgb in rgbs]) / 255.0
-    return np.asarray(model.embed(params, batch.astype(np.float32)))
+    batch = (np.stack([square(rgb, size) for rgb in rgbs]) / 255.0
+             ).astype(np.float32)
+    fn, _ = executables.compiled(model.embed, "fast.embed", params, batch)
+    return np.asarray(fn(params, batch))
 
 
 def mix(style_SxE: np.ndarray, content_E: np.ndarray, blend_S,
@@ -63,5 +66,8 @@ def paint(params, contents_NxHxWx3: np.ndarray, emb_NxE: np.ndarray
     """The transformer on a batch of equal-sized photos: (N, H, W, 3) RGB
     0..255 in, the stylized images (N, H, W, 3) RGB 0..255 out."""
     x = np.asarray(contents_NxHxWx3, np.float32) / 255.0
-    out = model.stylize(params, x, np.asarray(emb_NxE, np.float32))
+    emb = np.asarray(emb_NxE, np.float32)
+    fn, _ = executables.compiled(model.stylize, "fast.stylize", params, x,
+                                 emb)
+    out = fn(params, x, emb)
     return np.asarray(out, np.float32) * 255.0

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from nst_jax import executables
 from nst_jax.io import images
 from nst_jax.vgg import layers as L
 # The layer table and primitives, re-exported: other modules read them here.
@@ -203,8 +204,11 @@ def features(params, rgb_HxWx3, layers: Sequence[str], pooling: str = "max",
     Pre-processes with ``images.to_vgg`` and runs a program compiled once
     per (layer set, pooling, dtype) and image size.
     """
-    return _jitted_features(tuple(layers), pooling, dtype)(
-        params, to_input(rgb_HxWx3))
+    x = to_input(rgb_HxWx3)
+    fn, _ = executables.compiled(
+        _jitted_features(tuple(layers), pooling, dtype),
+        ("vgg19.features", tuple(layers), pooling, dtype), params, x)
+    return fn(params, x)
 
 
 def to_input(rgb_HxWx3) -> jax.Array:
