@@ -113,7 +113,7 @@ def compiled(fn: Callable, key: Hashable, *args: Any
     seconds = 0.0
     if exe is None:
         t = time.perf_counter()
-        exe = fn.lower(*args).compile()
+        exe = _compile(fn, args, fresh=path is not None)
         seconds = time.perf_counter() - t
         if path:
             _store(path, exe)
@@ -121,6 +121,21 @@ def compiled(fn: Callable, key: Hashable, *args: Any
     while len(_MEMORY) > _MEMORY_SIZE:
         _MEMORY.popitem(last=False)
     return exe, seconds
+
+
+def _compile(fn: Callable, args: tuple, fresh: bool):
+    """``fn`` lowered and compiled. ``fresh``: past JAX's persistent cache,
+    for an executable that will be serialized: one JAX loaded from its own
+    cache serializes to a blob that fails when run ("Function ... not
+    found"), so a kept executable is always compiled here."""
+    if not fresh:
+        return fn.lower(*args).compile()
+    before = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    try:
+        return fn.lower(*args).compile()
+    finally:
+        jax.config.update("jax_enable_compilation_cache", before)
 
 
 def _path(key: Hashable, tree, avals: tuple) -> Optional[str]:

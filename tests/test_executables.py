@@ -91,3 +91,38 @@ def test_a_second_launch_runs_the_kept_step_without_tracing(
     again, _ = driver.stylize(plans([c])[0], params)
     assert traces == [] and np.array_equal(first, again)
     assert len(os.listdir(store)) >= 2  # init and chunk.
+
+
+_LAUNCH = """
+import sys, numpy as np, jax, jax.numpy as jnp
+from nst_jax.app import compile_cache
+from nst_jax import executables
+compile_cache.enable(sys.argv[1])
+if sys.argv[2] == "jax":  # Fill JAX's own cache only.
+    executables.configure(None)
+f = jax.jit(lambda x, y: jnp.tanh(x / (y + 1.0)) @ x.T / jnp.sum(y))
+x = np.ones((32, 32), np.float32)
+exe, _ = executables.compiled(f, "tanh", x, x)
+print(float(np.asarray(exe(x, x)).sum()))
+"""
+
+
+def test_a_program_jax_had_cached_is_kept_runnable(tmp_path):
+    """JAX's persistent cache hands back executables that serialize to
+    blobs that fail when run; the store must compile its own."""
+    import subprocess
+    import sys
+    env = dict(os.environ)
+    env.pop("NST_JAX_COMPILE_CACHE", None)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def launch(mode):
+        out = subprocess.run(
+            [sys.executable, "-c", _LAUNCH, str(tmp_path / "cc"), mode],
+            capture_output=True, text=True, env=env, cwd=root, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.split()[-1]
+    want = launch("jax")  # JAX's cache has it; the store is off.
+    assert launch("store") == want  # JAX's cache hit; the store fills.
+    assert glob.glob(str(tmp_path / "cc" / "executables" / "*.exe"))
+    assert launch("store") == want  # Loaded from the store and run.
