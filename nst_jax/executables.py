@@ -113,9 +113,9 @@ def compiled(fn: Callable, key: Hashable, *args: Any
     seconds = 0.0
     if exe is None:
         t = time.perf_counter()
-        exe = _compile(fn, args, fresh=path is not None)
+        exe, keep = _compile(fn, args, fresh=path is not None)
         seconds = time.perf_counter() - t
-        if path:
+        if keep:
             _store(path, exe)
     _MEMORY[mem_key] = exe
     while len(_MEMORY) > _MEMORY_SIZE:
@@ -124,18 +124,31 @@ def compiled(fn: Callable, key: Hashable, *args: Any
 
 
 def _compile(fn: Callable, args: tuple, fresh: bool):
-    """``fn`` lowered and compiled. ``fresh``: past JAX's persistent cache,
-    for an executable that will be serialized: one JAX loaded from its own
-    cache serializes to a blob that fails when run ("Function ... not
-    found"), so a kept executable is always compiled here."""
+    """(``fn`` lowered and compiled, whether it may be kept).
+
+    ``fresh``: compiled past JAX's persistent cache, for an executable
+    that will be serialized: one that JAX loaded from its own cache
+    serializes to a blob that fails when run ("Function ... not found").
+    JAX's cache is neither read nor written for this one compile (its copy
+    could never serve a kept program: a hit is what breaks); a jax without
+    those hooks compiles as usual and the program is not kept. Turning
+    ``jax_enable_compilation_cache`` off instead would not do: JAX reads
+    that setting once per process.
+    """
     if not fresh:
-        return fn.lower(*args).compile()
-    before = jax.config.jax_enable_compilation_cache
-    jax.config.update("jax_enable_compilation_cache", False)
+        return fn.lower(*args).compile(), False
+    from jax._src import compiler
+    hooks = {name: getattr(compiler, name, None)
+             for name in ("_cache_read", "_cache_write")}
+    if None in hooks.values():
+        return fn.lower(*args).compile(), False
+    compiler._cache_read = lambda *a, **k: (None, None)
+    compiler._cache_write = lambda *a, **k: None
     try:
-        return fn.lower(*args).compile()
+        return fn.lower(*args).compile(), True
     finally:
-        jax.config.update("jax_enable_compilation_cache", before)
+        for name, hook in hooks.items():
+            setattr(compiler, name, hook)
 
 
 def _path(key: Hashable, tree, avals: tuple) -> Optional[str]:
