@@ -14,6 +14,23 @@ def plans(configs) -> list:
     return [plan_lib.build(c) for c in configs]
 
 
+def count_chunk_traces(monkeypatch) -> list:
+    """Records every trace of the step chunk from now on (the list it
+    returns fills with each trace's Static), with fresh program caches."""
+    from nst_jax import executables
+    from nst_jax.optimize import loop
+    traces: list = []
+    real = loop.run_chunk
+
+    def counting(*args):
+        traces.append(args[0])
+        return real(*args)
+    monkeypatch.setattr(loop, "run_chunk", counting)
+    loop.programs.cache_clear()
+    executables.forget()
+    return traces
+
+
 def small_config(content_path: str, style_path: str, **overrides):
     """32 px, 4 Adam steps on two shallow layers; dotted-key overrides.
 

@@ -11,9 +11,8 @@ import pytest
 
 from nst_jax import executables
 from nst_jax.drive import driver
-from nst_jax.optimize import loop
 from nst_jax.vgg import vgg19
-from tests.helpers import plans, small_config
+from tests.helpers import count_chunk_traces, plans, small_config
 from tests import test_reliability
 
 good = test_reliability.good  # The reliability tests' image pair.
@@ -79,15 +78,7 @@ def test_a_second_launch_runs_the_kept_step_without_tracing(
                         "optim.steps": 4})
     params = vgg19.random_params(0)
     first, _ = driver.stylize(plans([c])[0], params)
-    traces = []
-    real = loop.run_chunk
-
-    def counting(*args):
-        traces.append(args[0])
-        return real(*args)
-    monkeypatch.setattr(loop, "run_chunk", counting)
-    loop.programs.cache_clear()
-    executables.forget()
+    traces = count_chunk_traces(monkeypatch)
     again, _ = driver.stylize(plans([c])[0], params)
     assert traces == [] and np.array_equal(first, again)
     assert len(os.listdir(store)) >= 2  # init and chunk.

@@ -13,13 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_jax import config as cfg, executables, plan as plan_lib
+from nst_jax import config as cfg, plan as plan_lib
 from nst_jax.app import runner, sweep
 from nst_jax.drive import driver, grouping
 from nst_jax.errors import UserError
-from nst_jax.optimize import loop
 from nst_jax.vgg import vgg19
-from tests.helpers import interrupt_when, plans
+from tests.helpers import count_chunk_traces, interrupt_when, plans
 from tests.test_config import load_preset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -139,15 +138,7 @@ def test_sharded_over_four_devices_equals_unsharded(opt):
 
 
 def test_one_compile_per_static_group(params, monkeypatch):
-    traces = []
-    real = loop.run_chunk
-
-    def counting(*args):
-        traces.append(args[0])
-        return real(*args)
-    monkeypatch.setattr(loop, "run_chunk", counting)
-    loop.programs.cache_clear()  # Fresh jit caches: count from zero.
-    executables.forget()
+    traces = count_chunk_traces(monkeypatch)  # Counted from zero.
 
     def sw(add):
         _sweep3(add)
@@ -335,12 +326,7 @@ def test_photos_of_one_size_share_one_program(tmp_path, params, opt,
     assert grouping.group(plans(photos)) == [[0, 1], [2]]
     assert grouping.group_key(plan_lib.build(photos[0]), with_content=True) != \
         grouping.group_key(plan_lib.build(photos[1]), with_content=True)
-    traces = []
-    real = loop.run_chunk
-    monkeypatch.setattr(loop, "run_chunk",
-                        lambda *a: traces.append(a[0]) or real(*a))
-    loop.programs.cache_clear()
-    executables.forget()
+    traces = count_chunk_traces(monkeypatch)
     res = driver.run_group(plans(photos[:2]), params)
     assert len(traces) == 1 and traces[0].batched_targets
     assert res.status == ["done", "done"]
