@@ -12,10 +12,9 @@ from __future__ import annotations
 import os
 from typing import Callable, Optional
 
-from nst_jax import plan as plan_lib
+from nst_jax import memory, plan as plan_lib
 from nst_jax.app import checkpoint, rundir
 from nst_jax.drive import grouping, inputs, sharding
-from nst_jax import memory
 from nst_jax.errors import UserError
 from nst_jax.faces import weights as face_weights
 from nst_jax.io import hashing

@@ -120,9 +120,10 @@ def check_effective(configs: list) -> None:
     Raises:
       UserError: naming the field and why it has no effect.
     """
+    inert = [plan_lib.inert_fields(plan_lib.from_config(c))
+             for c in configs]
     for key in varying_keys(configs):
-        reasons = [plan_lib.inert_fields(plan_lib.fields(c)).get(key)
-                   for c in configs]
+        reasons = [fields.get(key) for fields in inert]
         if all(reasons):
             raise UserError(f"the sweep varies {key}, which has no effect "
                             f"here ({reasons[0]}): its members would be "

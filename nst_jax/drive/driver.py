@@ -178,15 +178,20 @@ def run_group(plans: list, vgg_params, *, mesh: Optional[Mesh] = None,
                 last[i] = targets_lib.output_rgb(plans[i], member_inp[i],
                                                  raw[i])
         k = int(sharding.gather(state.step)[0])
+
+        def converged(i: int) -> bool:
+            o = plans[i].optim
+            return converge.stopped(converge.history(metrics[i], si, done),
+                                    o.rtol, o.rtol_window)
         # Members that converged at this scale before a resume stay put.
-        still = [converge.stopped(converge.history(metrics[i], si, done),
-                                  c.optim.rtol, c.optim.rtol_window)
-                 for i, c in enumerate(plans)]
+        still = [converged(i) for i in range(n)]
+        sent = [False] * n  # The members hp_b marks as stopped.
         # What the targets, the init program and compiling freed goes back
         # to the system before the steps' peak (1024 px: -14% peak RSS).
         memory.release_freed()
         while k < steps and not all(e or s for e, s in zip(errors, still)):
-            if any(still):
+            if still != sent:
+                sent = list(still)
                 hp_b = sharding.put(_stack(
                     [dict(hp, live=np.float32(not st))
                      for hp, st in zip(hps, still)], size_b), mesh,
@@ -220,9 +225,7 @@ def run_group(plans: list, vgg_params, *, mesh: Optional[Mesh] = None,
                            loss_min=float(losses_bt[i].min()))
                 metrics[i].append(rec)
                 records.append(rec)
-                o = plans[i].optim
-                if converge.stopped(converge.history(metrics[i], si, done),
-                                    o.rtol, o.rtol_window):
+                if converged(i):
                     rec["converged"] = still[i] = True
                 raw[i] = _rgb(image_b[i])
                 last[i] = targets_lib.output_rgb(plans[i], member_inp[i],
