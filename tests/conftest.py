@@ -17,3 +17,11 @@ def real_params():
     """The real VGG19 weights: fetched once into the user cache, then read."""
     from nst_jax.weights import vgg as vgg_weights
     return vgg_weights.load_vgg19_params()
+
+
+@pytest.fixture(scope="session")
+def params():
+    """Random VGG19 weights (seed 0), drawn once per test process: drawing
+    all 20M takes seconds on a CPU."""
+    from nst_jax.vgg import vgg19
+    return vgg19.random_params(0)

@@ -17,13 +17,8 @@ from nst_jax.drive import report
 from nst_jax.errors import UserError
 from nst_jax.io import images
 from nst_jax.optimize import loop
-from nst_jax.vgg import vgg19
 from tests.helpers import small_config
 
-
-@pytest.fixture(scope="module")
-def params():
-    return vgg19.random_params(0)
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,6 @@ from nst_jax.vgg import vgg19
 from tests.helpers import plans, small_config
 
 
-@pytest.fixture(scope="module")
-def params():
-    return vgg19.random_params(0)
-
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):

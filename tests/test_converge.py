@@ -14,8 +14,8 @@ from tests.helpers import plans
 from tests import test_reliability as reliability
 from tests.test_reliability import _bytes, _config, _resumed, _stop_after
 
-# The reliability tests' fixtures: a small gradient pair, random weights.
-good, params = reliability.good, reliability.params
+# The reliability tests' fixture: a small gradient pair.
+good = reliability.good
 
 LBFGS = {"optim.name": "lbfgs", "optim.learning_rate": 1.0,
          "optim.rtol_window": 4, "save_every": 0}

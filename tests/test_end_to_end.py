@@ -12,15 +12,10 @@ from PIL import Image
 
 from nst_jax import config as cfg
 from nst_jax.app import runner
-from nst_jax.vgg import vgg19
 from tests.test_config import load_preset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-@pytest.fixture(scope="module")
-def params():
-    return vgg19.random_params(0)
 
 
 def _tiny(**over):

@@ -11,7 +11,6 @@ import pytest
 
 from nst_jax import executables
 from nst_jax.drive import driver
-from nst_jax.vgg import vgg19
 from tests.helpers import count_chunk_traces, plans, small_config
 from tests import test_reliability
 
@@ -72,11 +71,10 @@ def test_the_fingerprint_follows_the_environment(monkeypatch):
 
 
 def test_a_second_launch_runs_the_kept_step_without_tracing(
-        store, good, monkeypatch):
+        store, good, params, monkeypatch):
     c = small_config(good["content"], good["style"],
                      **{"optim.name": "lbfgs", "optim.learning_rate": 1.0,
                         "optim.steps": 4})
-    params = vgg19.random_params(0)
     first, _ = driver.stylize(plans([c])[0], params)
     traces = count_chunk_traces(monkeypatch)
     again, _ = driver.stylize(plans([c])[0], params)

@@ -12,7 +12,6 @@ from PIL import Image
 from nst_jax.errors import UserError
 from nst_jax.evals import evaluate
 from nst_jax.portrait import alignment, landmarks, tps
-from nst_jax.vgg import vgg19
 
 DATA = pathlib.Path(__file__).parent / "data" / "landmarks"
 ROOT = pathlib.Path(__file__).parents[1]
@@ -316,10 +315,6 @@ def _mosaic(seed, n=N):
             img[y:y + 40, x:x + 40] = tile[:n - y, :n - x]
     return np.clip(img, 0, 255)
 
-
-@pytest.fixture(scope="module")
-def params():
-    return vgg19.random_params(0)
 
 
 def test_local_style_is_zero_for_the_painting_itself(params):

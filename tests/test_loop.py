@@ -12,12 +12,7 @@ import pytest
 from nst_jax import config as cfg, plan as plan_lib
 from nst_jax.drive import sharding, targets
 from nst_jax.optimize import loop, losses, optim
-from nst_jax.vgg import vgg19
 
-
-@pytest.fixture(scope="module")
-def params():
-    return vgg19.random_params(0)
 
 
 def _setup(params, name="adam", dtype="float32", **optim_fields):

@@ -20,10 +20,6 @@ def _hp(n_styles=1, **kw):
     return jax.tree_util.tree_map(jnp.asarray, hp)
 
 
-@pytest.fixture(scope="module")
-def params():
-    return vgg19.random_params(0)
-
 
 def _img(seed, h=20, w=24):
     return jax.random.uniform(jax.random.PRNGKey(seed), (1, h, w, 3),

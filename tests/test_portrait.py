@@ -28,11 +28,6 @@ def _to_vgg(rgb):
     return jnp.asarray(np.asarray(rgb, np.float32)[..., ::-1] - _MEAN_BGR)
 
 
-@pytest.fixture(scope="module")
-def params():
-    # Drawn once: random_params takes seconds on a CPU.
-    return vgg19.random_params(0)
-
 
 @pytest.fixture(scope="module")
 def features_fn(params):

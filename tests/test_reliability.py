@@ -13,15 +13,10 @@ from nst_jax import config as cfg
 from nst_jax.app import rundir, runner, sweep
 from nst_jax.errors import UserError
 from nst_jax.io import images
-from nst_jax.vgg import vgg19
 from tests.helpers import interrupt_when, small_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-@pytest.fixture(scope="module")
-def params():
-    return vgg19.random_params(0)
 
 
 @pytest.fixture()

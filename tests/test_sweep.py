@@ -17,16 +17,11 @@ from nst_jax import config as cfg, plan as plan_lib
 from nst_jax.app import runner, sweep
 from nst_jax.drive import driver, grouping
 from nst_jax.errors import UserError
-from nst_jax.vgg import vgg19
 from tests.helpers import count_chunk_traces, interrupt_when, plans
 from tests.test_config import load_preset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-@pytest.fixture(scope="module")
-def params():
-    return vgg19.random_params(0)
 
 
 def _tiny(**over):

@@ -11,10 +11,6 @@ from nst_jax.optimize import losses
 from nst_jax.vgg import tiling, vgg19
 
 
-@pytest.fixture(scope="module")
-def params():
-    return vgg19.random_params(0)
-
 
 def _img(seed, h, w):
     return jax.random.uniform(jax.random.PRNGKey(seed), (1, h, w, 3),
