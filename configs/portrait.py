@@ -62,10 +62,10 @@ def get_config():
     c.optim.steps = 200
     c.multiscale.sizes = (128, 256)
     c.multiscale.steps = (100, 200)
-    # A scale stops once 50 steps lowered the loss by < 3%: at 256 px after
-    # about 100 of its 200 steps, within 1.3% of the full run's loss and
-    # 1% of its face yardsticks (fewer 128 px steps cost more than 2% on
-    # them). Figures: docs/performance.md, "Stopping when converged".
+    # A scale stops once 50 steps lowered the loss by < 3%: the 256 px
+    # scale's last steps barely change the loss or the face yardsticks,
+    # while fewer 128 px steps would cost on the yardsticks. Figures:
+    # docs/performance.md, "Stopping when converged".
     c.optim.rtol = 0.03
     c.optim.rtol_window = 50
     c.save_every = 50

@@ -204,7 +204,7 @@ def run_chunk(static: Static, length: int, state: State, vgg_params,
     # members (L-BFGS) branch for real; vmapped ones (Adam, SGD) take the
     # step and keep the old state, since a per-member branch under vmap
     # becomes a select that broadcasts every operand, the VGG weights
-    # included (4.7x slower Adam steps at batch 2, 256 px).
+    # included (docs/performance.md, Start-up: the rule's gate).
     live = hp.get("live", 1.0) > 0
     if optim.needs_value_fn(static.optim_name):
         def live_step(s):
