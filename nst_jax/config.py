@@ -78,6 +78,19 @@ def base() -> ml_collections.ConfigDict:
     # visible; with Adam, 1e3 visibly smooths (configs/sweep_style_weight.py).
     # Figures: see docs/performance.md, Loss weights.
     c.loss.tv_weight = 0.0
+    # The style statistic (docs/style_losses.md): gram (Gatys 2016) |
+    # gaussian_w2 (2-Wasserstein between Gaussians fitted to the features) |
+    # sliced_w2 (sliced Wasserstein, Heitz et al. 2021) | mrf (3x3 feature
+    # patches matched to their nearest style patch, Li & Wand 2016) |
+    # histogram (Gram plus per-channel histogram matching, Risser et al.
+    # 2017). Each is scaled so that style_weight keeps its meaning.
+    c.loss.style_loss = "gram"
+    # sliced_w2: random directions per layer, drawn once from `seed`;
+    # 0 = as many as the layer has channels.
+    c.loss.sliced_projections = 0
+    # mrf: most (image patches x style patches) one layer may compare;
+    # each pair costs a float of memory and 9*C multiply-adds per step.
+    c.loss.mrf_max_pairs = 2 ** 25
 
     c.optim = ml_collections.ConfigDict()
     c.optim.name = "lbfgs"  # adam | lbfgs | sgd

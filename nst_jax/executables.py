@@ -90,7 +90,7 @@ def _avals(args) -> tuple:
                         getattr(x, "sharding", None)) for x in leaves)
 
 
-def compiled(fn: Callable, key: Hashable, *args: Any
+def compiled(fn: Callable, key: Hashable, *args: Any, keep: bool = True
              ) -> tuple[Callable, float]:
     """``fn`` (a jitted function) compiled for ``args`` (arrays or
     ShapeDtypeStructs) and the seconds spent lowering and compiling (0 when
@@ -98,7 +98,9 @@ def compiled(fn: Callable, key: Hashable, *args: Any
 
     ``key`` must name everything ``fn`` closes over that shapes the program
     (a name and its static settings): two functions with one key and equal
-    argument shapes are taken to be the same program.
+    argument shapes are taken to be the same program. ``keep=False``: a
+    program that cannot be serialized (one with host callbacks) is kept
+    in memory only.
     """
     if any(isinstance(x, jax.core.Tracer)
            for x in jax.tree_util.tree_leaves(args)):
@@ -108,7 +110,7 @@ def compiled(fn: Callable, key: Hashable, *args: Any
     if mem_key in _MEMORY:
         _MEMORY.move_to_end(mem_key)
         return _MEMORY[mem_key], 0.0
-    path = _path(key, tree, avals)
+    path = _path(key, tree, avals) if keep else None
     exe = _load(path) if path else None
     seconds = 0.0
     if exe is None:

@@ -109,7 +109,7 @@ def test_bfloat16_steps_are_compared_with_bfloat16_convolutions(monkeypatch):
         return real(*args, **kwargs)
     monkeypatch.setattr(step, "plain_conv_gflops", spy)
     # The step itself is timed elsewhere; here only the reference matters.
-    monkeypatch.setattr(step, "bench_step", lambda *a: {
+    monkeypatch.setattr(step, "bench_step", lambda *a, **k: {
         "achieved_gflops": 1.0, "dtype": a[5]})
     result = step.run([16], ("adam",), (1,), steps=1, chunk=1,
                            dtype="bfloat16")

@@ -14,6 +14,7 @@ LAYERS = (
     ("executables",),
     ("figures",),
     ("vgg",),
+    ("style",),
     ("optimize", "portrait", "fast"),
     ("weights",),
     ("tflite",),

@@ -35,6 +35,9 @@ _FAST = flags.DEFINE_list(
 _MATCH = flags.DEFINE_list(
     "match_sizes", ["256", "512"],
     "Sizes at which to time the portrait's PatchMatch (empty: skip).")
+_STYLE = flags.DEFINE_list(
+    "style_losses", ["gram"], "loss.style_loss values to time (step mode; "
+    "mrf at relu3_1,relu4_1).")
 _OUT = flags.DEFINE_string("out", None, "Write the JSON result here.")
 _MEMORY = flags.DEFINE_bool(
     "memory", False, "Memory mode: peak RSS / device bytes and ms/step per "
@@ -78,7 +81,7 @@ def main(argv):
     result = step.run(
         [int(s) for s in _SIZES.value], _OPTS.value,
         [int(b) for b in _BATCHES.value], _STEPS.value, _CHUNK.value,
-        _DTYPE.value, log=log)
+        _DTYPE.value, log=log, style_losses=_STYLE.value)
     print(step.table(result))
     if _FAST.value:
         result["fast"] = fast.run([int(s) for s in _FAST.value], log=log)

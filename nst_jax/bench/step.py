@@ -97,13 +97,21 @@ def bench_config(size: int, optimiser: str) -> cfg.Config:
     return c
 
 
+#: Style layers per ``loss.style_loss`` where the base config's differ:
+#: mrf matches patches at relu3_1 and relu4_1 (Li & Wand 2016).
+STYLE_LAYERS = {"mrf": ("relu3_1", "relu4_1")}
+
+
 def bench_step(size: int, optimiser: str, batch: int, steps: int = 20,
                chunk: int = 10, dtype: str = "float32", params=None,
-               remat: str = "none") -> dict:
+               remat: str = "none", style_loss: str = "gram") -> dict:
     """Times the compiled chunk for one setting (square size x size image)."""
     c = bench_config(size, optimiser)
     c.model.dtype = dtype
     c.model.remat = remat
+    c.loss.style_loss = style_loss
+    if style_loss in STYLE_LAYERS:
+        c.loss.style_layers = STYLE_LAYERS[style_loss]
     params = params if params is not None else vgg19.random_params(0)
     static = plan.static(plan.fields(c), steps)
     rng = np.random.RandomState(0)
@@ -144,7 +152,8 @@ def bench_step(size: int, optimiser: str, batch: int, steps: int = 20,
     timed = len(per_step) * chunk
     return {
         "size": size, "optimiser": optimiser, "batch": batch, "dtype": dtype,
-        "remat": remat, "compile_s": round(compile_s, 3),
+        "remat": remat, "style_loss": style_loss,
+        "compile_s": round(compile_s, 3),
         "ms_per_step": round(ms, 2), "steps_timed": timed,
         "evals_per_step": round(evals / (timed * batch), 2),
         "gflop_per_eval": round(flops_eval / 1e9, 2),
@@ -171,11 +180,13 @@ def _program_mib(compiled) -> Optional[float]:
 
 def run(sizes: Sequence[int] = (256, 512), optimisers=("adam", "lbfgs"),
         batches=(1, 8), steps: int = 20, chunk: int = 10,
-        dtype: str = "float32", log=None) -> dict:
+        dtype: str = "float32", log=None,
+        style_losses: Sequence[str] = ("gram",)) -> dict:
     """Every combination; returns {"device", "rows", "plain_conv", ...}.
 
     The plain-conv reference runs in the same dtype as the step, so a
-    bfloat16 step is compared with bfloat16 convolutions.
+    bfloat16 step is compared with bfloat16 convolutions (and uses the
+    base config's layers whatever the style statistic).
     """
     rows, plain = [], {}
     deepest = vgg19.deepest(cfg.base().loss.style_layers
@@ -186,20 +197,23 @@ def run(sizes: Sequence[int] = (256, 512), optimisers=("adam", "lbfgs"),
             plain[key] = round(plain_conv_gflops(
                 size, size, deepest, batch, dtype=jnp.dtype(dtype)), 2)
             for opt in optimisers:
-                r = bench_step(size, opt, batch, steps, chunk, dtype)
-                r["plain_conv_gflops"] = plain[key]
-                r["ratio_to_plain_conv"] = round(
-                    r["achieved_gflops"] / plain[key], 3)
-                rows.append(r)
-                if log:
-                    log(r)
+                for stat in style_losses:
+                    r = bench_step(size, opt, batch, steps, chunk, dtype,
+                                   style_loss=stat)
+                    r["plain_conv_gflops"] = plain[key]
+                    r["ratio_to_plain_conv"] = round(
+                        r["achieved_gflops"] / plain[key], 3)
+                    rows.append(r)
+                    if log:
+                        log(r)
     return {"device": str(jax.devices()[0]), "backend": jax.default_backend(),
             "jax": jax.__version__, "dtype": dtype, "rows": rows,
             "plain_conv": plain, "memory": peak_memory()}
 
 
 def table(result: dict) -> str:
-    cols = ["size", "optimiser", "batch", "dtype", "compile_s", "ms_per_step",
+    cols = ["size", "optimiser", "batch", "dtype", "style_loss", "compile_s",
+            "ms_per_step",
             "evals_per_step", "achieved_gflops", "plain_conv_gflops",
             "ratio_to_plain_conv"]
     lines = [" | ".join(cols), " | ".join("---" for _ in cols)]

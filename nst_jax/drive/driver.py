@@ -36,6 +36,7 @@ from nst_jax.drive.report import (
 from nst_jax.io import images
 from nst_jax.optimize import converge, loop
 from nst_jax.plan import Plan
+from nst_jax.style import terms
 from nst_jax.weights import fast as fast_weights, vgg as vgg_weights
 
 
@@ -104,7 +105,9 @@ def run_group(plans: list, vgg_params, *, mesh: Optional[Mesh] = None,
     t_start = time.perf_counter()
     # Members painting different photos (a folder) have one input set
     # each and targets with a member axis; otherwise one set is shared.
-    photos = plans if grouping.per_photo(plans) else [c0]
+    # So do members whose targets depend on their seed (sliced_w2's
+    # directions).
+    photos = plans if grouping.per_member_targets(plans) else [c0]
     # The last scale's inputs, prepared once: the portrait's searched
     # alignment is made there (once per run and photo) and that scale
     # reuses them.
@@ -126,7 +129,8 @@ def run_group(plans: list, vgg_params, *, mesh: Optional[Mesh] = None,
         tgts = [targets_lib.compute(
             vgg_params, static.spec, inp.content_rgb, inp.style_rgbs,
             inp.masks, *targets_lib.portrait_targets(c, vgg_params, inp,
-                                                     static.spec, align))
+                                                     static.spec, align),
+            seed=c.seed)
             for c, inp, align in zip(photos, inps, aligns)]
         tgt = (sharding.put(_stack(tgts, size_b), mesh, batched=True)
                if static.batched_targets else
@@ -135,6 +139,7 @@ def run_group(plans: list, vgg_params, *, mesh: Optional[Mesh] = None,
         memory.release_freed()
         length = min(c0.log_every, steps)
         progs = loop.programs(static, length, mesh)
+        keep = terms.serializable(static.spec.style_loss)
         n_active = sharding.put(np.int32(length), mesh, batched=False)
         if resume is not None and si == first:  # The checkpoints' state.
             image0 = np.zeros((size_b, 1, h, w, 3), np.float32)
@@ -148,7 +153,7 @@ def run_group(plans: list, vgg_params, *, mesh: Optional[Mesh] = None,
                 size_b), mesh, batched=True)
             chunk, dt = executables.compiled(
                 progs.chunk, ("chunk", static, length, mesh_key), state,
-                params, tgt, hp_b, n_active)
+                params, tgt, hp_b, n_active, keep=keep)
             compile_s += dt
         else:
             # Traced and compiled (or looked up) from shapes while the
@@ -158,10 +163,10 @@ def run_group(plans: list, vgg_params, *, mesh: Optional[Mesh] = None,
                 progs.init, ("init", static, length, mesh_key),
                 sharding.abstract(
                 (size_b, 1, h, w, 3), np.float32, mesh, batched=True),
-                hp_b, params, tgt)
+                hp_b, params, tgt, keep=keep)
             chunk, dt2 = executables.compiled(
                 progs.chunk, ("chunk", static, length, mesh_key),
-                init.out_info, params, tgt, hp_b, n_active)
+                init.out_info, params, tgt, hp_b, n_active, keep=keep)
             compile_s += dt + dt2
             if raw[0] is None:  # First scale: each member's init image.
                 image0 = targets_lib.start_images(plans, member_inp, hps,

@@ -43,3 +43,11 @@ def group(plans: list) -> list[list[int]]:
 def per_photo(plans: list) -> bool:
     """Whether a group's members paint different photos."""
     return len({p.content for p in plans}) > 1
+
+
+def per_member_targets(plans: list) -> bool:
+    """Whether a group's members need targets of their own: different
+    photos, or sliced_w2 directions drawn from different seeds."""
+    return per_photo(plans) or (
+        plans[0].loss.style_loss == "sliced_w2"
+        and len({p.seed for p in plans}) > 1)

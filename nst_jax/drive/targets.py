@@ -27,13 +27,14 @@ from nst_jax.portrait import (
     gains as gain_maps,
     landmarks,
     patchmatch)
+from nst_jax.style import terms
 from nst_jax.vgg import tiling, vgg19
 
 
 def compute(vgg_params, spec: losses.LossSpec, content_rgb: np.ndarray,
             style_rgbs: list, masks_SxHxW: Optional[np.ndarray] = None,
             content_overrides: Optional[dict] = None,
-            local: Optional[dict] = None) -> dict:
+            local: Optional[dict] = None, seed: int = 0) -> dict:
     """Content features and per-style Grams, computed once per scale.
 
     Args:
@@ -45,12 +46,21 @@ def compute(vgg_params, spec: losses.LossSpec, content_rgb: np.ndarray,
       content_overrides: {layer: target} replacing plain content features
         (the portrait gain-map targets).
       local: the portrait's per-cell Gram targets (:func:`portrait_targets`).
+      seed: the run's seed (sliced_w2's directions).
 
     Returns:
       {"content": {layer: (1, h, w, C)}, "style": {layer: (S, C, C)}} and,
       with masks, "masks": {layer: (S, h, w)}; with ``local``, "local".
+      For a ``spec.style_loss`` other than "gram", "style" holds {layer:
+      (one :func:`nst_jax.style.terms.layer_target` per style, ...)}.
     """
-    if spec.remat == "tiles":  # Only the content layers' maps, whole.
+    if spec.style_loss != "gram":  # Validation refused remat=tiles.
+        feats = vgg19.features(vgg_params, content_rgb, spec.content_layers,
+                               spec.pooling, spec.dtype)
+        content = {l: feats[l] for l in spec.content_layers}
+        styles = _style_statistics(vgg_params, style_rgbs, spec,
+                                   content_rgb.shape[:2], seed)
+    elif spec.remat == "tiles":  # Only the content layers' maps, whole.
         kw = dict(tile=spec.tile_size, pooling=spec.pooling,
                   dtype=spec.dtype)
         content = tiling.features(vgg_params, content_rgb,
@@ -65,7 +75,8 @@ def compute(vgg_params, spec: losses.LossSpec, content_rgb: np.ndarray,
     content.update(content_overrides or {})
     targets = {"content": content,
                # (1, C, C) each: one style needs no (eager) concatenation.
-               "style": {l: grams[0][l] if len(grams) == 1 else
+               "style": styles if spec.style_loss != "gram" else
+                        {l: grams[0][l] if len(grams) == 1 else
                          jnp.concatenate([g[l] for g in grams])
                          for l in spec.style_layers}}
     if masks_SxHxW is not None:
@@ -97,6 +108,24 @@ def _style_grams(vgg_params, rgb, spec: losses.LossSpec) -> dict:
     fn, _ = executables.compiled(_grams_fn(*key), ("targets.grams", *key),
                                  vgg_params, x)
     return fn(vgg_params, x)
+
+
+def _style_statistics(vgg_params, style_rgbs: list, spec: losses.LossSpec,
+                      content_hw: tuple, seed: int) -> dict:
+    """{layer: (target per style, ...)} of ``spec.style_loss``; the
+    optimised image's map at each layer is content_hw // stride."""
+    out = {l: [] for l in spec.style_layers}
+    for si, rgb in enumerate(style_rgbs):
+        feats = vgg19.features(vgg_params, rgb, spec.style_layers,
+                               spec.pooling, spec.dtype)
+        for li, l in enumerate(spec.style_layers):
+            hw = (content_hw[0] // vgg19.STRIDE[l],
+                  content_hw[1] // vgg19.STRIDE[l])
+            key = jax.random.fold_in(
+                jax.random.fold_in(jax.random.PRNGKey(seed), li), si)
+            out[l].append(terms.layer_target(spec.style_loss, feats[l], hw,
+                                             key, spec.sliced_projections))
+    return {l: tuple(t) for l, t in out.items()}
 
 
 class Alignment(NamedTuple):

@@ -13,6 +13,7 @@ from typing import NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from nst_jax.style import terms
 from nst_jax.vgg import tiling, vgg19
 # The Gram statistics are part of this module's interface.
 from nst_jax.vgg.gram import (  # noqa: F401
@@ -35,6 +36,10 @@ class LossSpec(NamedTuple):
     local_layers: tuple[str, ...] = ()
     local_grid: int = 3
     tile_size: int = 256  # Tile side in px under remat="tiles".
+    # The style statistic (nst_jax.style.terms.NAMES); sliced_w2's
+    # directions per layer (0: as many as channels).
+    style_loss: str = "gram"
+    sliced_projections: int = 0
 
     @property
     def layers(self) -> tuple[str, ...]:
@@ -78,9 +83,10 @@ def content_loss(feats: dict, targets: dict, layers: tuple[str, ...],
 
 def style_loss(feats: dict, target_grams: dict, layers: tuple[str, ...],
                layer_weights: jax.Array, blend_S: jax.Array,
-               masks: Optional[dict] = None, done: Optional[dict] = None
-               ) -> tuple[jax.Array, jax.Array]:
-    """Weighted sum over layers of Gram MSE; also per-layer MSEs.
+               masks: Optional[dict] = None, done: Optional[dict] = None,
+               statistic: str = "gram") -> tuple[jax.Array, jax.Array]:
+    """Weighted sum over layers of Gram MSE (or of another ``statistic``'s
+    term, :func:`_statistic_loss`); also the per-layer values.
 
     Args:
       feats: {layer: (1, h, w, C)} of the image being optimised.
@@ -94,9 +100,15 @@ def style_loss(feats: dict, target_grams: dict, layers: tuple[str, ...],
         Gram is matched to its own style and the losses are blended.
       done: {layer: Gram (1, C, C), or with masks (S, C, C)} already
         reduced (tiled layers), used in place of ``feats``.
+      statistic: ``loss.style_loss``; for all but "gram",
+        ``target_grams`` holds {layer: (one target dict per style, ...)}
+        of :func:`nst_jax.style.terms.layer_target`.
     """
     done = done or {}
     w_S = blend_S / jnp.sum(blend_S)
+    if statistic != "gram":
+        return _statistic_loss(statistic, feats, target_grams, layers,
+                               layer_weights, w_S, masks)
     per = []
     for l in layers:
         if masks is None:
@@ -109,6 +121,25 @@ def style_loss(feats: dict, target_grams: dict, layers: tuple[str, ...],
             err_S = jnp.mean(jnp.square(g_SxCxC - target_grams[l]),
                              axis=(1, 2))
             per.append(jnp.sum(w_S * err_S) * w_S.shape[0])
+    per_layer = jnp.stack(per)
+    return jnp.sum(layer_weights * per_layer), per_layer
+
+
+def _statistic_loss(statistic: str, feats: dict, targets: dict,
+                    layers: tuple[str, ...], layer_weights: jax.Array,
+                    w_S: jax.Array, masks: Optional[dict]
+                    ) -> tuple[jax.Array, jax.Array]:
+    """:func:`style_loss` for the statistics of :mod:`nst_jax.style`: each
+    style's term, blended by ``w_S`` (with masks, each region's term, as
+    the guided Grams)."""
+    per = []
+    for l in layers:
+        err_S = jnp.stack([
+            terms.layer_loss(statistic, feats[l], t,
+                             None if masks is None else masks[l][s])
+            for s, t in enumerate(targets[l])])
+        per.append(jnp.sum(w_S * err_S)
+                   * (w_S.shape[0] if masks is not None else 1))
     per_layer = jnp.stack(per)
     return jnp.sum(layer_weights * per_layer), per_layer
 
@@ -188,7 +219,8 @@ def total_loss(image_1xHxWx3: jax.Array, vgg_params, targets: dict,
     s, s_layers = style_loss(feats, targets["style"], spec.style_layers,
                              hparams["style_layer_weights"],
                              hparams["style_blend"], targets.get("masks"),
-                             done["masked" if "masks" in targets else "gram"])
+                             done["masked" if "masks" in targets else "gram"],
+                             spec.style_loss)
     tv = tv_loss(image_1xHxWx3)
     loss = (hparams["content_weight"] * c + hparams["style_weight"] * s
             + hparams["tv_weight"] * tv)

@@ -16,6 +16,7 @@ from nst_jax.errors import UserError
 from nst_jax.io import images, resizing
 from nst_jax.plan import types, validate
 from nst_jax.plan.types import Plan
+from nst_jax.style import terms
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff",
                     ".bmp", ".gif")
@@ -53,8 +54,14 @@ def build(config: cfg.Config) -> Plan:
             raise UserError(f"{role} path {path} is a directory; give an "
                             "image file")
     h, w = images.header_hw(plan.content)
-    return dataclasses.replace(plan, content_hw=tuple(
+    plan = dataclasses.replace(plan, content_hw=tuple(
         resizing.long_side_hw(h, w, s.size) for s in plan.scales))
+    if plan.loss.style_loss in terms.PATCHES:
+        heads = [images.header_hw(p) for p in plan.style]
+        validate.style_sizes(plan, [
+            [resizing.long_side_hw(*hw, round(s.size * plan.style_scale))
+             for hw in heads] for s in plan.scales])
+    return plan
 
 
 def input_paths(plan: Plan) -> dict[str, str]:

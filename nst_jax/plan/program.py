@@ -18,7 +18,9 @@ def spec(plan: Plan) -> losses.LossSpec:
                            plan.model.pooling, plan.model.dtype,
                            plan.model.remat,
                            tuple(P.local_layers) if P.enabled else (),
-                           int(P.local_grid), int(plan.model.tile_size))
+                           int(P.local_grid), int(plan.model.tile_size),
+                           plan.loss.style_loss,
+                           int(plan.loss.sliced_projections))
 
 
 def static(plan: Plan, steps: int) -> loop.Static:

@@ -42,6 +42,9 @@ class Loss:
     content_weight: float
     style_weight: float
     tv_weight: float
+    style_loss: str
+    sliced_projections: int
+    mrf_max_pairs: int
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,7 @@ from typing import Optional
 from nst_jax.errors import UserError
 from nst_jax.optimize import color, losses
 from nst_jax.plan.types import Plan
+from nst_jax.style import mrf, terms
 from nst_jax.vgg import vgg19
 
 OPTIMIZERS = ("adam", "lbfgs", "sgd")
@@ -65,6 +66,7 @@ def check(c: Plan) -> None:
     for k in ("content_weight", "style_weight", "tv_weight"):
         _finite_nonneg(f"loss.{k}", getattr(L, k))
     _choice("method", c.method, METHODS)
+    _style_statistic(c)
     _finite_nonneg("fast.strength", c.fast.strength)
     if c.fast.strength > 1:
         raise UserError(f"fast.strength must be in [0, 1], got "
@@ -153,6 +155,56 @@ def check(c: Plan) -> None:
                             "portrait.style_landmarks (JSON point files)")
 
 
+def _style_statistic(c: Plan) -> None:
+    """``loss.style_loss`` and the combinations it cannot do."""
+    L = c.loss
+    _choice("loss.style_loss", L.style_loss, terms.NAMES)
+    _int_in("loss.sliced_projections", L.sliced_projections, 0, 4096)
+    _int_in("loss.mrf_max_pairs", L.mrf_max_pairs, 1)
+    if L.style_loss == "gram" or c.method == "fast":
+        return
+    if c.masks and L.style_loss not in terms.MASKED:
+        raise UserError(
+            f"loss.style_loss={L.style_loss} has no guided (masked) form; "
+            f"use masks with {' or '.join(terms.MASKED)}, or drop masks")
+    if c.model.remat == "tiles":
+        raise UserError(
+            f"loss.style_loss={L.style_loss} needs whole feature maps; "
+            "model.remat=tiles is for gram only (use none or blocks)")
+
+
+def style_sizes(c: Plan, style_hws: list) -> None:
+    """Checks ``loss.style_loss=mrf`` against the maps it will compare.
+
+    ``style_hws``: per scale, each style image's (H, W) there.
+
+    Raises:
+      UserError: a layer's map too small for a 3x3 patch, or more
+        (image patches x style patches) than ``loss.mrf_max_pairs``.
+    """
+    if c.loss.style_loss not in terms.PATCHES or c.method == "fast":
+        return
+    for (h, w), styles in zip(c.content_hw, style_hws):
+        for l in c.loss.style_layers:
+            s = vgg19.STRIDE[l]
+            n_img = mrf.count(h // s, w // s)
+            for sh, sw in styles:
+                n_sty = mrf.count(sh // s, sw // s)
+                if not n_img or not n_sty:
+                    raise UserError(
+                        f"loss.style_loss=mrf: {l} of a {w}x{h} px image "
+                        f"and a {sw}x{sh} px style has no 3x3 patch; use "
+                        "shallower loss.style_layers or a larger size")
+                if n_img * n_sty > c.loss.mrf_max_pairs:
+                    raise UserError(
+                        f"loss.style_loss=mrf: {l} at {w}x{h} px compares "
+                        f"{n_img} image patches with {n_sty} style patches "
+                        f"({n_img * n_sty:,} pairs > loss.mrf_max_pairs="
+                        f"{c.loss.mrf_max_pairs:,}); use deeper "
+                        "loss.style_layers (e.g. relu3_1,relu4_1), a "
+                        "smaller size or style_scale, or raise the cap")
+
+
 def _int_in(name: str, value, lo: int, hi: Optional[int] = None) -> None:
     if (not isinstance(value, int) or isinstance(value, bool) or value < lo
             or (hi is not None and value > hi)):
@@ -226,6 +278,12 @@ def inert_fields(c: Plan) -> dict[str, str]:
         out.setdefault("init_path", "only init=file reads it")
     if c.model.remat != "tiles":
         out.setdefault("model.tile_size", "only model.remat=tiles uses it")
+    if c.loss.style_loss != "sliced_w2":
+        out.setdefault("loss.sliced_projections",
+                       "only loss.style_loss=sliced_w2 uses it")
+    if c.loss.style_loss != "mrf":
+        out.setdefault("loss.mrf_max_pairs",
+                       "only loss.style_loss=mrf uses it")
     if c.color.preserve != "match":
         out["color.match_method"] = "only color.preserve=match uses it"
     if len(c.style) <= 1:
