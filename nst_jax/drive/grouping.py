@@ -12,6 +12,7 @@ import json
 
 from nst_jax.optimize import loop
 from nst_jax.plan import Plan, types
+from nst_jax.style import terms
 
 
 def group_key(plan: Plan, with_content: bool = False) -> str:
@@ -47,7 +48,8 @@ def per_photo(plans: list) -> bool:
 
 def per_member_targets(plans: list) -> bool:
     """Whether a group's members need targets of their own: different
-    photos, or sliced_w2 directions drawn from different seeds."""
+    photos, or a seeded style statistic (sliced_w2's directions) and
+    different seeds."""
     return per_photo(plans) or (
-        plans[0].loss.style_loss == "sliced_w2"
+        plans[0].loss.style_loss in terms.SEEDED
         and len({p.seed for p in plans}) > 1)

@@ -54,13 +54,7 @@ def compute(vgg_params, spec: losses.LossSpec, content_rgb: np.ndarray,
       For a ``spec.style_loss`` other than "gram", "style" holds {layer:
       (one :func:`nst_jax.style.terms.layer_target` per style, ...)}.
     """
-    if spec.style_loss != "gram":  # Validation refused remat=tiles.
-        feats = vgg19.features(vgg_params, content_rgb, spec.content_layers,
-                               spec.pooling, spec.dtype)
-        content = {l: feats[l] for l in spec.content_layers}
-        styles = _style_statistics(vgg_params, style_rgbs, spec,
-                                   content_rgb.shape[:2], seed)
-    elif spec.remat == "tiles":  # Only the content layers' maps, whole.
+    if spec.remat == "tiles":  # Only the content layers' maps, whole.
         kw = dict(tile=spec.tile_size, pooling=spec.pooling,
                   dtype=spec.dtype)
         content = tiling.features(vgg_params, content_rgb,
@@ -71,11 +65,15 @@ def compute(vgg_params, spec: losses.LossSpec, content_rgb: np.ndarray,
         feats = vgg19.features(vgg_params, content_rgb, spec.content_layers,
                                spec.pooling, spec.dtype)
         content = {l: feats[l] for l in spec.content_layers}
-        grams = [_style_grams(vgg_params, s, spec) for s in style_rgbs]
+        # Validation refused remat=tiles for the other statistics.
+        grams = ([_style_grams(vgg_params, s, spec) for s in style_rgbs]
+                 if spec.style_loss == "gram" else None)
     content.update(content_overrides or {})
     targets = {"content": content,
                # (1, C, C) each: one style needs no (eager) concatenation.
-               "style": styles if spec.style_loss != "gram" else
+               "style": _style_statistics(vgg_params, style_rgbs, spec,
+                                          content_rgb.shape[:2], seed)
+                        if grams is None else
                         {l: grams[0][l] if len(grams) == 1 else
                          jnp.concatenate([g[l] for g in grams])
                          for l in spec.style_layers}}

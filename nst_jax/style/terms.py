@@ -32,6 +32,9 @@ MASKED = ("gram", "gaussian_w2")
 #: image's and the style's positions (``loss.mrf_max_pairs``).
 PATCHES = ("mrf",)
 
+#: Statistics whose targets depend on the run's seed (random directions):
+#: sweep members with different seeds need targets of their own.
+SEEDED = ("sliced_w2",)
 #: Statistics that sort feature values every evaluation; on the CPU
 #: backend they sort in NumPy (:func:`nst_jax.style.quantiles.argsort_rows`).
 SORTS = ("sliced_w2", "histogram")
