@@ -12,7 +12,7 @@ from nst_jax.drive import driver
 from nst_jax.optimize import converge
 from tests.helpers import plans
 from tests import test_reliability as reliability
-from tests.test_reliability import _bytes, _config, _resumed, _stop_after
+from tests.test_reliability import _bytes, _config, cut_and_resumed
 
 # The reliability tests' fixture: a small gradient pair.
 good = reliability.good
@@ -74,14 +74,7 @@ def test_resume_across_a_convergence_stop_is_byte_identical(
              "metrics.jsonl").read_text().splitlines()]
     assert 12 in steps and 14 not in steps and steps[-1] < 40, steps
     cut = 12 if stop == 12 else steps[steps.index(12) + 1]
-    with monkeypatch.context() as m:
-        _stop_after(m, cut)
-        with pytest.raises(KeyboardInterrupt):
-            runner.execute(c, str(tmp_path / "cut"), vgg_params=params,
-                           out=io.StringIO())
-    resumed = runner.execute(_resumed(c, tmp_path / "cut"),
-                             str(tmp_path / "resumed"), vgg_params=params,
-                             out=io.StringIO())
+    resumed = cut_and_resumed(c, tmp_path, params, monkeypatch, cut)
     assert _bytes(full) == _bytes(resumed)
     again = [json.loads(l)["step"] for l in (tmp_path / "resumed" /
              "metrics.jsonl").read_text().splitlines()]

@@ -173,6 +173,20 @@ def _bytes(path):
         return f.read()
 
 
+def cut_and_resumed(c, tmp_path, params, monkeypatch, stop):
+    """Runs ``c`` into tmp_path/cut, stopped (Ctrl-C) right after the
+    checkpoint at ``stop``, then resumes it into tmp_path/resumed; the
+    resumed run's final image."""
+    with monkeypatch.context() as m:
+        _stop_after(m, stop)
+        with pytest.raises(KeyboardInterrupt):
+            runner.execute(c, str(tmp_path / "cut"), vgg_params=params,
+                           out=io.StringIO())
+    return runner.execute(_resumed(c, tmp_path / "cut"),
+                          str(tmp_path / "resumed"), vgg_params=params,
+                          out=io.StringIO())
+
+
 RESUME_CASES = {
     # name: (overrides, step to stop after, steps recorded after resuming)
     "adam": ({"optim.steps": 6, "init": "noise"}, 4, [2, 4, 6]),
@@ -199,17 +213,10 @@ def test_interrupt_then_resume_matches_uninterrupted(tmp_path, good, params,
     c = _config(good, **{"checkpoint_every": 2, **over})
     full = runner.execute(c, str(tmp_path / "full"), vgg_params=params,
                           out=io.StringIO())
-    with monkeypatch.context() as m:
-        _stop_after(m, stop)
-        with pytest.raises(KeyboardInterrupt):
-            runner.execute(c, str(tmp_path / "cut"), vgg_params=params,
-                           out=io.StringIO())
+    resumed = cut_and_resumed(c, tmp_path, params, monkeypatch, stop)
     man = json.loads((tmp_path / "cut" / "manifest.json").read_text())
     assert man["status"] == "interrupted"
     assert (tmp_path / "cut" / "interrupted.png").exists()
-    resumed = runner.execute(_resumed(c, tmp_path / "cut"),
-                             str(tmp_path / "resumed"), vgg_params=params,
-                             out=io.StringIO())
     assert _bytes(full) == _bytes(resumed)
     steps = [json.loads(l)["step"] for l in
              (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]

@@ -22,7 +22,7 @@ from nst_jax.style import terms
 from nst_jax.vgg import vgg19
 from tests import test_reliability as reliability
 from tests.helpers import plans
-from tests.test_reliability import _bytes, _config, _resumed, _stop_after
+from tests.test_reliability import _bytes, _config, cut_and_resumed
 
 good = reliability.good
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -178,14 +178,7 @@ def test_resume_is_byte_identical(tmp_path, good, params, monkeypatch, name):
                          "checkpoint_every": 2})
     full = runner.execute(c, str(tmp_path / "full"), vgg_params=params,
                           out=io.StringIO())
-    with monkeypatch.context() as m:
-        _stop_after(m, 4)
-        with pytest.raises(KeyboardInterrupt):
-            runner.execute(c, str(tmp_path / "cut"), vgg_params=params,
-                           out=io.StringIO())
-    resumed = runner.execute(_resumed(c, tmp_path / "cut"),
-                             str(tmp_path / "resumed"), vgg_params=params,
-                             out=io.StringIO())
+    resumed = cut_and_resumed(c, tmp_path, params, monkeypatch, 4)
     assert _bytes(full) == _bytes(resumed)
 
 
