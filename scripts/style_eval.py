@@ -9,7 +9,8 @@ histogram (nst_jax/evals/style_scores.py: fixed layers and directions, so
 rows compare) and by the relu4_2 structure loss to the photo, against the
 member's own content and first style at the output's size. Prints a
 markdown table, rows = the statistic the member optimised, columns = the
-yardstick, each cell over the column's lowest (1.00 = best); --out writes
+yardstick, each cell over the column's lowest (1.00 = best), and last the
+photo the runs started from on the same scale; --out writes
 the raw scores as JSON.
 """
 

@@ -209,8 +209,11 @@ def test_cross_scores_put_each_statistic_at_zero_on_the_style(params):
     for n in terms.NAMES:
         assert off[n] > 0 and abs(on[n]) < 1e-3 * off[n], (n, on, off)
     assert off["structure"] < 1e-6 * on["structure"]
-    table = style_scores.table({"a": off, "b": on})
-    assert table.count("\n") == 4 and table.splitlines()[-1].startswith("| b | 0 |")
+    table = style_scores.table({"a": off, "b": on}, {"ref": off})
+    lines = table.splitlines()
+    assert len(lines) == 6 and lines[-2].startswith("| b | 0 |")
+    # The reference is scaled like the rows but never the lowest.
+    assert lines[-1] == lines[-3].replace("| a |", "| ref |")
 
 
 @pytest.mark.slow
@@ -233,7 +236,8 @@ def test_the_example_sweep_and_its_cross_table(tmp_path):
         capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert ev.returncode == 0, ev.stderr[-2000:]
     rows = [l for l in ev.stdout.splitlines() if l.startswith("| ")]
-    assert [r.split("|")[1].strip() for r in rows[3:]] == list(terms.NAMES)
+    assert [r.split("|")[1].strip() for r in rows[3:]] == list(
+        terms.NAMES) + ["(the photo: the start)"]
     bad = subprocess.run(
         [sys.executable, "scripts/style_eval.py", f"--sweep={tmp_path}"],
         capture_output=True, text=True, timeout=300, cwd=ROOT)

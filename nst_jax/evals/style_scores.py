@@ -69,33 +69,38 @@ def cross_scores(vgg_params, image_rgb: np.ndarray, content_rgb: np.ndarray,
     return out
 
 
-def table(rows: dict[str, dict[str, float]]) -> str:
+def table(rows: dict[str, dict[str, float]],
+          reference: dict[str, dict[str, float]] | None = None) -> str:
     """Markdown: one row per output (made with), one column per yardstick
-    (scored by), each cell the score over the column's lowest (1.00 =
-    the best output by that yardstick), the lowest's value under the
-    header."""
+    (scored by), each cell the score over the column's lowest among
+    ``rows`` (1.00 = the best output by that yardstick), the lowest's
+    value under the header. ``reference`` rows (e.g. the photo every run
+    started from) come last, on the same scale, outside the lowest."""
     cols = list(next(iter(rows.values())))
     best = {c: min(r[c] for r in rows.values()) for c in cols}
     lines = ["| made with \\ scored by | " + " | ".join(cols) + " |",
              "| --- |" + " --- |" * len(cols),
              "| (lowest) | " + " | ".join(f"{best[c]:.4g}" for c in cols)
              + " |"]
-    for name, r in rows.items():
+    for name, r in {**rows, **(reference or {})}.items():
         lines.append(f"| {name} | " + " | ".join(
             f"{r[c] / best[c]:.2f}" if best[c] > 0 else f"{r[c]:.3g}"
             for c in cols) + " |")
     return "\n".join(lines)
 
 
-def sweep_scores(vgg_params, sweep_dir: str) -> dict[str, dict[str, float]]:
-    """{member's loss.style_loss (and member name): cross_scores} of every
-    finished member of a sweep directory."""
+def sweep_scores(vgg_params, sweep_dir: str
+                 ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """({member's loss.style_loss (and member name): cross_scores} of every
+    finished member of a sweep directory, cross_scores of the first
+    finished member's photo at its output's size: where a run from the
+    photo started)."""
     members = sorted(d for d in os.listdir(sweep_dir)
                      if d.startswith("member_"))
     if not members:
         raise UserError(f"{sweep_dir} holds no member_* run directories "
                         "(give a scripts/sweep.py --workdir)")
-    rows = {}
+    rows, start = {}, None
     for m in members:
         run = os.path.join(sweep_dir, m)
         final = os.path.join(run, "final.png")
@@ -111,17 +116,21 @@ def sweep_scores(vgg_params, sweep_dir: str) -> dict[str, dict[str, float]]:
         name = c.get("loss", {}).get("style_loss", "gram")
         rows[name if name not in rows else f"{name} ({m})"] = cross_scores(
             vgg_params, out, content, style)
+        if start is None:
+            start = cross_scores(vgg_params, images.resize(
+                content, out.shape[:2]), content, style)
     if not rows:
         raise UserError(f"no member of {sweep_dir} has a final.png")
-    return rows
+    return rows, start
 
 
 def main(sweep_dir: str, out_json: str = "") -> None:
-    """scripts/style_eval.py: prints :func:`table` of :func:`sweep_scores`."""
+    """scripts/style_eval.py: prints :func:`table` of :func:`sweep_scores`,
+    the photo last."""
     if not sweep_dir or not os.path.isdir(sweep_dir):
         raise UserError(f"--sweep={sweep_dir!r} is not a directory")
-    rows = sweep_scores(vgg_weights.load_vgg19_params(), sweep_dir)
-    print(table(rows))
+    rows, start = sweep_scores(vgg_weights.load_vgg19_params(), sweep_dir)
+    print(table(rows, {"(the photo: the start)": start}))
     if out_json:
         with open(out_json, "w") as f:
-            json.dump(rows, f, indent=2)
+            json.dump({**rows, "photo": start}, f, indent=2)
