@@ -20,8 +20,10 @@ import functools
 import os
 from typing import NamedTuple, Optional
 
+import jax
 import numpy as np
 
+from nst_jax import executables
 from nst_jax.faces import detect, mesh, points, weights
 from nst_jax.tflite import network
 from nst_jax.io import images
@@ -70,8 +72,13 @@ class Search(NamedTuple):
 
 
 def _run(net: tuple, x: np.ndarray) -> list[np.ndarray]:
+    """The network on ``x``, its program kept in the executable store
+    (a warm launch neither traces nor lowers it)."""
     program, params = net
-    return [np.asarray(o) for o in network.apply(program, params, x)]
+    fn, _ = executables.compiled(
+        jax.jit(functools.partial(network.apply, program)),
+        ("tflite.apply", program), params, x)
+    return [np.asarray(o) for o in fn(params, x)]
 
 
 def _mesh_pass(rgb: np.ndarray, roi: mesh.Roi, nets: weights.Networks

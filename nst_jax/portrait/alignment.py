@@ -211,8 +211,13 @@ def warp(image_hxwxC: np.ndarray, coords_HxWx2: np.ndarray) -> np.ndarray:
     img = np.asarray(image_hxwxC, np.float32)
     coords = np.asarray(coords_HxWx2, np.float32)
     with _float64():
-        out = sample(img.astype(np.float64), coords.astype(np.float64))
+        out = _sample(img.astype(np.float64), coords.astype(np.float64))
         return np.asarray(out).astype(np.float32)
+
+
+# One compiled program per shape instead of map_coordinates op by op
+# (about 0.2 s a call at 256 px on a 2-core CPU).
+_sample = jax.jit(sample)
 
 
 def _moments(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
