@@ -118,6 +118,10 @@ def base() -> ml_collections.ConfigDict:
     c.multiscale = ml_collections.ConfigDict()
     c.multiscale.sizes = ()  # Coarse-to-fine long sides; () = just `size`.
     c.multiscale.steps = ()  # Steps per scale; () = optim.steps each.
+    # Style layers at the last scale of a coarse-to-fine run (two or more
+    # scales), a subset of loss.style_layers, e.g. without a deep layer
+    # that is dearest at the finest scale; () = loss.style_layers there too.
+    c.multiscale.last_style_layers = ()
 
     c.portrait = ml_collections.ConfigDict()
     c.portrait.enabled = False  # Selim et al. 2016 gain-map content targets.

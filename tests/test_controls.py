@@ -1,10 +1,13 @@
 """Perceptual controls through the driver: masks, multi-scale, init, pooling."""
 
+import re
+
 import numpy as np
 import pytest
 
-from nst_jax import plan as plan_lib
+from nst_jax import config as cfg, plan as plan_lib
 from nst_jax.drive import driver, inputs
+from nst_jax.errors import UserError
 from nst_jax.io import images
 from nst_jax.optimize import color, losses
 from nst_jax.vgg import vgg19
@@ -48,6 +51,31 @@ def test_multiscale_runs_coarse_to_fine_with_every_optimiser(files, params,
     assert img.shape == (32, 32, 3)
     assert [(m["scale"], m["size"], m["step"]) for m in metrics] == [
         (0, 24, 2), (1, 32, 4), (1, 32, 5)]
+
+
+def test_the_last_scale_has_its_own_style_layers(files, params):
+    """multiscale.last_style_layers: the last of two scales has those
+    layers, each with its loss.style_layer_weights entry; the scales
+    before it and a single-scale run keep loss.style_layers; a layer
+    outside loss.style_layers is refused."""
+    c = _config(files, **{"multiscale.sizes": (24, 32),
+                          "multiscale.steps": (2, 2), "log_every": 2,
+                          "loss.style_layers": ("relu1_1", "relu2_1"),
+                          "loss.style_layer_weights": (3.0, 5.0),
+                          "multiscale.last_style_layers": ("relu2_1",)})
+    _, (coarse, fine) = driver.stylize(plan_lib.build(c), params)
+    assert np.isclose(coarse["style"], 3 * coarse["style/relu1_1"]
+                      + 5 * coarse["style/relu2_1"], rtol=1e-4)
+    assert "style/relu1_1" not in fine
+    assert np.isclose(fine["style"], 5 * fine["style/relu2_1"], rtol=1e-4)
+    one = cfg.override(c, {"multiscale.sizes": (), "multiscale.steps": ()})
+    assert plan_lib.spec(plan_lib.build(one)).style_layers == (
+        "relu1_1", "relu2_1")
+    with pytest.raises(UserError, match=re.escape(
+            "multiscale.last_style_layers = ('relu3_1',) must be distinct "
+            "layers of loss.style_layers ('relu1_1', 'relu2_1')")):
+        plan_lib.build(cfg.override(
+            c, {"multiscale.last_style_layers": ("relu3_1",)}))
 
 
 def test_masks_give_each_region_its_own_style(files, params):

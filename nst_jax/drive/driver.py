@@ -112,7 +112,7 @@ def run_group(plans: list, vgg_params, *, mesh: Optional[Mesh] = None,
     # alignment is made there (once per run and photo) and that scale
     # reuses them.
     final_inps = [inputs.prepare(c, scales[-1][0]) for c in photos]
-    last_spec = plan_lib.static(c0, scales[-1][1]).spec
+    last_spec = plan_lib.spec(c0)
     aligns = [targets_lib.portrait_alignment(c, vgg_params, inp, last_spec)
               for c, inp in zip(photos, final_inps)]
     for si, (size, steps) in enumerate(scales):
@@ -122,9 +122,9 @@ def run_group(plans: list, vgg_params, *, mesh: Optional[Mesh] = None,
                 else [inputs.prepare(c, size) for c in photos])
         member_inp = [inps[i if len(inps) > 1 else 0] for i in range(n)]
         h, w = inps[0].content_rgb.shape[:2]
-        static = plan_lib.static(c0, steps)._replace(
+        static = plan_lib.static(c0, steps, si)._replace(
             batched_targets=len(photos) > 1)
-        hps = [plan_lib.hparams(c, len(inps[0].style_rgbs))
+        hps = [plan_lib.hparams(c, len(inps[0].style_rgbs), si)
                for c in plans]
         tgts = [targets_lib.compute(
             vgg_params, static.spec, inp.content_rgb, inp.style_rgbs,

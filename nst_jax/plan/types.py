@@ -70,6 +70,7 @@ class Color:
 class Multiscale:
     sizes: tuple[int, ...]
     steps: tuple[int, ...]
+    last_style_layers: tuple[str, ...]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -134,6 +134,13 @@ def check(c: Plan) -> None:
     for s in c.multiscale.steps:
         if not isinstance(s, int) or s < 1:
             raise UserError(f"multiscale.steps entries must be >= 1, got {s!r}")
+    last = c.multiscale.last_style_layers
+    if isinstance(last, str) or any(l not in c.loss.style_layers
+                                    for l in last) or len(set(last)) != len(
+                                        last):
+        raise UserError(
+            f"multiscale.last_style_layers = {last!r} must be distinct "
+            f"layers of loss.style_layers {tuple(c.loss.style_layers)}")
     for name in ("save_every", "checkpoint_every"):
         if not isinstance(getattr(c, name), int) or getattr(c, name) < 0:
             raise UserError(f"{name} must be an integer >= 0")
@@ -284,6 +291,9 @@ def inert_fields(c: Plan) -> dict[str, str]:
     if c.loss.style_loss != "mrf":
         out.setdefault("loss.mrf_max_pairs",
                        "only loss.style_loss=mrf uses it")
+    if len(c.scales) < 2:
+        out["multiscale.last_style_layers"] = (
+            "a single-scale run has no last scale of its own")
     if c.color.preserve != "match":
         out["color.match_method"] = "only color.preserve=match uses it"
     if len(c.style) <= 1:
