@@ -64,9 +64,9 @@ def get_config():
     c.optim.steps = 200
     c.multiscale.sizes = (128, 256)
     c.multiscale.steps = (100, 200)
-    # The whole-image Gram at relu5_1 only at 128 px: at 256 px it alone
-    # needs conv4_3 .. conv5_1, a third of the forward pass, for 0.03% of
-    # the loss. Figures: docs/performance.md, "relu5_1 only at 128 px".
+    # The whole-image Gram at relu5_1 only at 128 px: at 256 px it is the
+    # one term that needs conv4_3 .. conv5_1, and it weighs little there.
+    # Figures: docs/performance.md, "relu5_1 only at 128 px".
     c.multiscale.last_style_layers = ("relu1_1", "relu2_1", "relu3_1",
                                       "relu4_1")
     # A scale stops once 50 steps lowered the loss by < 3%: the 256 px

@@ -142,6 +142,30 @@ def test_mrf_over_its_patch_cap_exits_2_before_a_run_directory(tmp_path):
     assert "relu1_1" in last[0] and not work.exists()
 
 
+def test_the_mrf_cap_counts_each_scale_s_own_layers(good):
+    """With multiscale.last_style_layers the last scale is checked at its
+    own layers only: a cap that relu1_1 breaks only at 32 px refuses the
+    run unless the last scale leaves relu1_1 out."""
+    from nst_jax.io import resizing
+    from nst_jax.style import mrf
+    over = {"loss.style_loss": "mrf", "multiscale.sizes": (24, 32),
+            "multiscale.steps": (1, 1)}
+    hws = plan_lib.build(_config(good, **over)).content_hw
+    style_hw = images.header_hw(good["style"])
+
+    def pairs(layer, si):
+        s, (h, w) = vgg19.STRIDE[layer], hws[si]
+        sh, sw = resizing.long_side_hw(*style_hw, over["multiscale.sizes"][si])
+        return mrf.count(h // s, w // s) * mrf.count(sh // s, sw // s)
+    cap = max(pairs("relu1_1", 0), pairs("relu2_1", 0), pairs("relu2_1", 1))
+    assert pairs("relu1_1", 1) > cap
+    over["loss.mrf_max_pairs"] = cap
+    plan_lib.build(_config(good, **over,
+                           **{"multiscale.last_style_layers": ("relu2_1",)}))
+    with pytest.raises(UserError, match="relu1_1 at 32x27 px"):
+        plan_lib.build(_config(good, **over))
+
+
 def test_statistics_form_their_own_groups_and_seeds_split_sliced_targets(
         good):
     ps = plans([_config(good, **{"loss.style_loss": n}) for n in

@@ -38,8 +38,8 @@ def static(plan: Plan, steps: int, scale: int = -1) -> loop.Static:
     """The program's static settings at scale index ``scale`` (the last by
     default) of ``steps`` steps."""
     o = plan.optim
-    return loop.Static(spec(plan, scale), o.name, o.schedule, float(o.decay_rate),
-                       int(o.memory_size), int(steps))
+    return loop.Static(spec(plan, scale), o.name, o.schedule,
+                       float(o.decay_rate), int(o.memory_size), int(steps))
 
 
 def hparams(plan: Plan, n_styles: int, scale: int = -1

@@ -13,6 +13,7 @@ from typing import Optional
 
 from nst_jax.errors import UserError
 from nst_jax.optimize import color, losses
+from nst_jax.plan import program
 from nst_jax.plan.types import Plan
 from nst_jax.style import mrf, terms
 from nst_jax.vgg import vgg19
@@ -135,9 +136,9 @@ def check(c: Plan) -> None:
         if not isinstance(s, int) or s < 1:
             raise UserError(f"multiscale.steps entries must be >= 1, got {s!r}")
     last = c.multiscale.last_style_layers
-    if isinstance(last, str) or any(l not in c.loss.style_layers
-                                    for l in last) or len(set(last)) != len(
-                                        last):
+    outside = isinstance(last, str) or any(l not in c.loss.style_layers
+                                           for l in last)
+    if outside or len(set(last)) != len(last):
         raise UserError(
             f"multiscale.last_style_layers = {last!r} must be distinct "
             f"layers of loss.style_layers {tuple(c.loss.style_layers)}")
@@ -191,8 +192,8 @@ def style_sizes(c: Plan, style_hws: list) -> None:
     """
     if c.loss.style_loss not in terms.PATCHES or c.method == "fast":
         return
-    for (h, w), styles in zip(c.content_hw, style_hws):
-        for l in c.loss.style_layers:
+    for si, ((h, w), styles) in enumerate(zip(c.content_hw, style_hws)):
+        for l in program.style_layers(c, si):
             s = vgg19.STRIDE[l]
             n_img = mrf.count(h // s, w // s)
             for sh, sw in styles:
